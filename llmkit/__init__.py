@@ -1,0 +1,1 @@
+"""llmkit: a dependable, synchronous-first client for large language models."""

@@ -1,0 +1,1 @@
+"""Provider adapters: translation between llmkit requests and each provider API."""
