@@ -1,1 +1,100 @@
-"""llmkit: a dependable, synchronous-first client for large language models."""
+"""llmkit: a dependable, synchronous-first client for large language models.
+
+>>> from llmkit import LLMClient
+>>> client = LLMClient()                                  # doctest: +SKIP
+>>> client.complete("What is the capital of France?").content  # doctest: +SKIP
+
+``import llmkit`` imports nothing heavy: every public name below is loaded on
+first use (PEP 562), and provider SDKs only when a client first needs one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "LLMClient": "llmkit.client",
+    "TextStream": "llmkit.streaming",
+    "Message": "llmkit.types",
+    "MessageRole": "llmkit.types",
+    "Response": "llmkit.types",
+    "Usage": "llmkit.types",
+    "ToolCall": "llmkit.types",
+    "LLMConfig": "llmkit.config",
+    "RateLimit": "llmkit.config",
+    "RateLimitConfig": "llmkit.config",
+    "RetryPolicy": "llmkit.config",
+    "PoolConfig": "llmkit.config",
+    "Settings": "llmkit.config",
+    "load_settings": "llmkit.config",
+    "LLMError": "llmkit.errors",
+    "ConfigurationError": "llmkit.errors",
+    "AuthenticationError": "llmkit.errors",
+    "PermissionDeniedError": "llmkit.errors",
+    "InvalidRequestError": "llmkit.errors",
+    "RateLimitError": "llmkit.errors",
+    "ProviderError": "llmkit.errors",
+    "OverloadedError": "llmkit.errors",
+    "NetworkError": "llmkit.errors",
+    "RequestTimeoutError": "llmkit.errors",
+    "StreamError": "llmkit.errors",
+    "StructuredOutputError": "llmkit.errors",
+    "BudgetExceededError": "llmkit.errors",
+    "PoolError": "llmkit.errors",
+    "PoolExhaustedError": "llmkit.errors",
+    "PoolClosedError": "llmkit.errors",
+    "CapacityTimeoutError": "llmkit.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from llmkit.client import LLMClient
+    from llmkit.config import (
+        LLMConfig,
+        PoolConfig,
+        RateLimit,
+        RateLimitConfig,
+        RetryPolicy,
+        Settings,
+        load_settings,
+    )
+    from llmkit.errors import (
+        AuthenticationError,
+        BudgetExceededError,
+        CapacityTimeoutError,
+        ConfigurationError,
+        InvalidRequestError,
+        LLMError,
+        NetworkError,
+        OverloadedError,
+        PermissionDeniedError,
+        PoolClosedError,
+        PoolError,
+        PoolExhaustedError,
+        ProviderError,
+        RateLimitError,
+        RequestTimeoutError,
+        StreamError,
+        StructuredOutputError,
+    )
+    from llmkit.streaming import TextStream
+    from llmkit.types import Message, MessageRole, Response, ToolCall, Usage

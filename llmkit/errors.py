@@ -18,7 +18,8 @@ tree at the boundary, in ``llmkit.providers``, and chained with ``from exc``::
     ├── StructuredOutputError       the reply never validated against the model
     ├── BudgetExceededError         the request would pass ``max_cost``
     └── PoolError
-        ├── PoolExhaustedError      no key could be had within ``acquire_timeout``
+        ├── CapacityTimeoutError    a rate limiter could not grant capacity in time
+        │   └── PoolExhaustedError  no key could be had within ``acquire_timeout``
         └── PoolClosedError         the client was closed
 
 Each error carries, where known: ``provider``, ``status_code``, ``request_id``,
@@ -32,6 +33,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
+    "CapacityTimeoutError",
     "ConfigurationError",
     "InvalidRequestError",
     "LLMError",
@@ -188,10 +190,16 @@ class PoolError(LLMError):
     """A problem of the key pool rather than of the provider."""
 
 
-class PoolExhaustedError(PoolError):
-    """No key could admit the request within ``acquire_timeout``."""
+class CapacityTimeoutError(PoolError):
+    """A rate limiter could not grant the capacity asked for within the timeout."""
 
-    retryable = False
+
+class PoolExhaustedError(CapacityTimeoutError):
+    """No key could admit the request within ``acquire_timeout``.
+
+    The message says why: how many keys are cooling down (and until when),
+    busy, or disabled.
+    """
 
 
 class PoolClosedError(PoolError):

@@ -86,7 +86,7 @@ class Message:
         return data
 
 
-MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Union[Message, Mapping[str, Any]]]]
+MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Union[Message, Mapping[str, Any]]]]  # noqa: UP007 - a runtime alias on 3.10
 
 
 def _message_from(item: Any, index: int) -> Message:
@@ -123,10 +123,6 @@ def normalize_messages(messages: MessagesInput) -> tuple[Message, ...]:
     result = tuple(_message_from(item, i) for i, item in enumerate(messages))
     if not result:
         raise InvalidRequestError("The message list is empty: add at least one user message.")
-    if all(m.role is MessageRole.SYSTEM for m in result):
-        raise InvalidRequestError(
-            "Only system messages were given: add a user message to complete."
-        )
     return result
 
 

@@ -1,0 +1,339 @@
+"""The key pool: which key serves a request, and the bookkeeping around it.
+
+``acquire`` picks the healthy key that can admit the request's estimated cost
+soonest, then the one with fewest requests in flight, then round robin; while
+no key can, it blocks in FIFO order (up to ``acquire_timeout``). ``release``
+reconciles the reservation with the real usage and the provider's rate-limit
+headers, and records the outcome in the key's health. The retry loop that
+drives both lives in :mod:`llmkit.dispatch`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmkit.clock import Clock, SystemClock
+from llmkit.errors import (
+    AuthenticationError,
+    LLMError,
+    PermissionDeniedError,
+    PoolClosedError,
+    PoolExhaustedError,
+    RateLimitError,
+)
+from llmkit.health import KeyHealth
+from llmkit.providers.base import Provider, fingerprint
+from llmkit.ratelimit import Cost, KeyLimiter, Reservation, ServerLimitState
+from llmkit.types import Usage
+
+if TYPE_CHECKING:
+    from llmkit.config import PoolConfig, RateLimit
+
+__all__ = ["KeyPool", "KeySlot", "Lease"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_INF = math.inf
+
+
+class KeySlot:
+    """One API key: its SDK client (made on first use), limiter and health."""
+
+    def __init__(self, index: int, api_key: str, provider: Provider, limiter: KeyLimiter, health: KeyHealth):
+        self.index = index
+        self.key_id = fingerprint(api_key)
+        self._api_key = api_key
+        self._provider = provider
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self.limiter = limiter
+        self.health = health
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"KeySlot({self.key_id}, in_flight={self.limiter.in_flight})"
+
+    @property
+    def secret(self) -> str:
+        """The key itself: only for building clients and redacting messages."""
+        return self._api_key
+
+    @property
+    def client(self) -> Any:
+        """The SDK client of this key, created once and reused (connections too)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._provider.create_client(self._api_key)
+                client = self._client
+        return client
+
+    def close(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            self._provider.close_client(client)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A key handed to one attempt, with the capacity reserved for it."""
+
+    slot: KeySlot
+    reservation: Reservation
+
+
+class KeyPool:
+    """Many keys of one provider behind one FIFO queue. Thread-safe."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        api_keys: Sequence[str],
+        *,
+        rate_limits: Sequence[RateLimit | None],
+        pool_config: PoolConfig,
+        clock: Clock | None = None,
+    ) -> None:
+        self.provider = provider
+        self.config = pool_config
+        self.clock = clock or SystemClock()
+        self.slots = [
+            KeySlot(
+                i,
+                key,
+                provider,
+                KeyLimiter(rate_limits[i], self.clock),
+                KeyHealth(pool_config.failure_threshold, pool_config.circuit_cooldown),
+            )
+            for i, key in enumerate(api_keys)
+        ]
+        self.counts_tokens = any(s.limiter.counts_tokens for s in self.slots)
+        self._condition = threading.Condition(threading.Lock())
+        self._queue: deque[int] = deque()
+        self._tickets = itertools.count()
+        self._next = 0
+        self._closed = False
+        self._executor: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"KeyPool({self.provider.name}, keys={len(self.slots)})"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- acquiring -----------------------------------------------------------------
+
+    def acquire(self, cost: Cost, timeout: float | None, avoid: int | None = None) -> Lease:
+        """A key that can admit ``cost``, waiting in FIFO order up to ``timeout`` seconds.
+
+        ``avoid`` names a key to pass over when another is free (the one that
+        just failed). Raises PoolExhaustedError on timeout, AuthenticationError
+        when every key is disabled, PoolClosedError once closed.
+        """
+        clock = self.clock
+        with self._condition:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            deadline = None if timeout is None else clock.now() + timeout
+            try:
+                while True:
+                    if self._closed:
+                        raise PoolClosedError("The client is closed", provider=self.provider.name)
+                    now = clock.now()
+                    slot, wait = self._best_slot(cost, now, avoid)
+                    if self._queue[0] != ticket:
+                        wait = _INF
+                    elif slot is not None and wait <= 0:
+                        return self._take(slot, cost, now)
+                    remaining = _INF if deadline is None else deadline - now
+                    if remaining <= 0:
+                        raise self._exhausted(timeout, now)
+                    bound = min(wait, remaining)
+                    clock.wait(self._condition, None if bound == _INF else bound)
+            finally:
+                self._queue.remove(ticket)
+                self._condition.notify_all()
+
+    def _best_slot(self, cost: Cost, now: float, avoid: int | None) -> tuple[KeySlot | None, float]:
+        best: KeySlot | None = None
+        best_rank: tuple[float, bool, int, int] | None = None
+        count = len(self.slots)
+        all_disabled = True
+        for slot in self.slots:
+            health = slot.health
+            if health.disabled:
+                continue
+            all_disabled = False
+            wait = health.ready_at(now) - now
+            if wait != _INF:
+                wait = max(wait, slot.limiter.wait_time(cost))
+            if wait == _INF:
+                continue
+            rank = (wait, slot.index == avoid, slot.limiter.in_flight, (slot.index - self._next) % count)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = slot, rank
+        if all_disabled:
+            raise self._all_disabled()
+        return best, (best_rank[0] if best_rank else _INF)
+
+    def _take(self, slot: KeySlot, cost: Cost, now: float) -> Lease:
+        slot.health.on_acquire(now)
+        reservation = slot.limiter.reserve(cost)
+        slot.requests += 1
+        self._next = (slot.index + 1) % len(self.slots)
+        return Lease(slot, reservation)
+
+    def _all_disabled(self) -> AuthenticationError:
+        reasons = "; ".join(f"{s.key_id}: {s.health.disabled_reason}" for s in self.slots)
+        return AuthenticationError(
+            f"All {len(self.slots)} keys for {self.provider.name} are disabled ({reasons}). "
+            "Check the keys, then build a new client or call enable_key().",
+            provider=self.provider.name,
+        )
+
+    def _exhausted(self, timeout: float | None, now: float) -> PoolExhaustedError:
+        parts = []
+        cooling = [s.health.cooldown_until for s in self.slots if s.health.state(now) == "cooling"]
+        if cooling:
+            parts.append(f"{len(cooling)} cooling down (first free in {min(cooling) - now:.1f} s)")
+        circuit = sum(1 for s in self.slots if s.health.state(now) in ("open", "half-open"))
+        if circuit:
+            parts.append(f"{circuit} with an open circuit after repeated failures")
+        disabled = [s.health.disabled_reason for s in self.slots if s.health.disabled]
+        if disabled:
+            parts.append(f"{len(disabled)} disabled ({'; '.join(sorted(set(map(str, disabled))))})")
+        healthy = sum(1 for s in self.slots if s.health.state(now) == "healthy")
+        if healthy:
+            parts.append(f"{healthy} at their rate or concurrency limit")
+        return PoolExhaustedError(
+            f"Could not acquire a key for {self.provider.name} within {timeout:.1f} s: "
+            f"{len(self.slots)} keys, {', '.join(parts)}. Raise acquire_timeout, add keys, "
+            "or send fewer requests at once.",
+            provider=self.provider.name,
+        )
+
+    # -- releasing -----------------------------------------------------------------
+
+    def release_success(self, lease: Lease, usage: Usage | None, limits: ServerLimitState | None) -> None:
+        """The call succeeded: reconcile with the real usage (if known) and the server's view."""
+        with self._condition:
+            slot = lease.slot
+            if usage is None:
+                slot.limiter.finish(lease.reservation, input_tokens=None, output_tokens=None)
+            else:
+                slot.limiter.finish(
+                    lease.reservation, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
+                )
+            if limits is not None:
+                slot.limiter.apply_server_state(limits)
+            slot.health.on_success()
+            self._condition.notify_all()
+
+    def release_failure(self, lease: Lease, error: LLMError, cooldown: float) -> None:
+        """The call failed with ``error``; ``cooldown`` is how long a 429 cools the key."""
+        with self._condition:
+            slot, now = lease.slot, self.clock.now()
+            limiter, health = slot.limiter, slot.health
+            description = f"{type(error).__name__} ({error.status_code or 'no status'})"
+            if isinstance(error, RateLimitError):
+                limiter.refund(lease.reservation)
+                limiter.drain()
+                health.on_rate_limited(now, cooldown, description)
+            elif isinstance(error, (AuthenticationError, PermissionDeniedError)):
+                limiter.refund(lease.reservation)
+                health.disable(f"{error.status_code or ''} {type(error).__name__}".strip())
+                logger.warning("disabled %s of %s: %s", slot.key_id, self.provider.name, description)
+            elif error.retryable:
+                limiter.finish(lease.reservation, input_tokens=None, output_tokens=0)
+                health.on_failure(now, description)
+            else:
+                limiter.finish(lease.reservation, input_tokens=None, output_tokens=0)
+                health.on_released_unjudged()
+            self._condition.notify_all()
+
+    def release_unknown(self, lease: Lease) -> None:
+        """The attempt ended by something other than an LLMError (a bug, KeyboardInterrupt)."""
+        with self._condition:
+            lease.slot.limiter.finish(lease.reservation, input_tokens=None, output_tokens=None)
+            lease.slot.health.on_released_unjudged()
+            self._condition.notify_all()
+
+    def enable_key(self, key_id: str) -> None:
+        """Put a disabled key back in service, by its fingerprint."""
+        with self._condition:
+            for slot in self.slots:
+                if slot.key_id == key_id:
+                    slot.health.enable()
+                    self._condition.notify_all()
+                    return
+        raise KeyError(f"No key {key_id!r} in this pool")
+
+    # -- status and lifetime ---------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Pool health in the spec's shape, plus per-key detail. Never shows a key."""
+        with self._condition:
+            now = self.clock.now()
+            statuses = [self._slot_status(slot, now) for slot in self.slots]
+        return {
+            "provider": self.provider.name,
+            "total_clients": len(statuses),
+            "available_clients": sum(1 for s in statuses if s["is_available"]),
+            "in_use_clients": sum(1 for s in statuses if s["in_flight"] > 0),
+            "waiting_requests": len(self._queue),
+            "closed": self._closed,
+            "client_statuses": statuses,
+        }
+
+    def _slot_status(self, slot: KeySlot, now: float) -> dict[str, Any]:
+        limiter = slot.limiter.snapshot()
+        health = slot.health.snapshot(now)
+        at_cap = limiter["max_concurrent"] is not None and limiter["in_flight"] >= limiter["max_concurrent"]
+        return {
+            "client_id": slot.key_id,
+            "is_available": health["state"] == "healthy" and not at_cap,
+            "requests": slot.requests,
+            **health,
+            **limiter,
+        }
+
+    def executor(self) -> ThreadPoolExecutor:
+        """The pool's worker threads (for submit, map, batch and the async layer)."""
+        with self._condition:
+            if self._closed:
+                raise PoolClosedError("The client is closed", provider=self.provider.name)
+            if self._executor is None:
+                workers = self.config.max_workers or min(64, 4 * len(self.slots) + 4)
+                self._executor = ThreadPoolExecutor(
+                    workers, thread_name_prefix=f"llmkit-{self.provider.name}"
+                )
+            return self._executor
+
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new work, wake waiters (they raise PoolClosedError), finish the executor.
+
+        Idempotent. Work already running is waited for up to ``timeout``
+        seconds (None: as long as it takes); queued work is cancelled.
+        """
+        with self._condition:
+            if self._closed:
+                return
+            self._closed = True
+            executor, self._executor = self._executor, None
+            self._condition.notify_all()
+        if executor is not None:
+            executor.shutdown(wait=timeout is None, cancel_futures=True)
+        for slot in self.slots:
+            slot.close()

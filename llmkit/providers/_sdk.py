@@ -1,0 +1,61 @@
+"""What the official openai and anthropic SDKs share: their exception shapes.
+
+Both SDKs (anthropic 0.x and 2.x alike) expose ``APIStatusError`` (with
+``status_code``, ``response`` and ``request_id``), ``APITimeoutError`` and
+``APIConnectionError`` at the top of the package; more specific subclasses
+differ between versions, so mapping goes by status code, not by class name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+from llmkit.errors import (
+    InvalidRequestError,
+    LLMError,
+    NetworkError,
+    ProviderError,
+    RequestTimeoutError,
+)
+from llmkit.providers.base import error_for_status
+
+__all__ = ["map_sdk_error"]
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, Mapping):
+        error = body.get("error", body)
+        if isinstance(error, Mapping) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return str(getattr(exc, "message", None) or exc)
+
+
+def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMError:
+    """The llmkit error for an exception raised by an SDK call (or its parsing)."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, sdk.APIStatusError):
+        response = exc.response
+        return error_for_status(
+            exc.status_code,
+            _error_message(exc),
+            provider=provider,
+            headers=response.headers if response is not None else None,
+            request_id=getattr(exc, "request_id", None),
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return RequestTimeoutError("The request timed out", provider=provider)
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return NetworkError(f"Connection failed: {type(cause).__name__}: {cause}", provider=provider)
+    if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError, KeyError, IndexError)):
+        return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
+    if isinstance(exc, TypeError):
+        return InvalidRequestError(f"The {provider} SDK refused the request: {exc}", provider=provider)
+    if isinstance(exc, ValueError):
+        return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
+    return ProviderError(f"{provider} call failed: {type(exc).__name__}: {exc}", provider=provider)

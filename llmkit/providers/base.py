@@ -1,0 +1,169 @@
+"""The adapter contract: a provider translates, and does nothing else.
+
+An adapter builds the provider's request from a :class:`~llmkit.request.Request`,
+parses the reply into a :class:`~llmkit.types.Response`, reads the
+rate-limit headers into a :class:`~llmkit.ratelimit.ServerLimitState`, and
+maps the SDK's exceptions into llmkit's error tree. Keys, limits, retries and
+health belong to the pool; nothing outside ``providers/`` branches on a
+provider's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from llmkit.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    LLMError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderError,
+    RateLimitError,
+    RequestTimeoutError,
+)
+from llmkit.ratelimit import ServerLimitState
+from llmkit.request import Request
+from llmkit.retry import parse_retry_after
+from llmkit.types import Response, Usage
+
+__all__ = [
+    "Provider",
+    "ProviderReply",
+    "StreamDelta",
+    "error_for_status",
+    "fingerprint",
+    "redact",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReply:
+    """A parsed reply: the response (without pool fields) and the server's limit state."""
+
+    response: Response
+    limits: ServerLimitState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """One piece of a stream: text, and at the end usage and the finish reason."""
+
+    text: str = ""
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    request_id: str | None = None
+    limits: ServerLimitState | None = None
+
+
+def fingerprint(api_key: str) -> str:
+    """A short, stable, non-reversible id for a key: safe in logs, status and Redis."""
+    return "key-" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:8]
+
+
+# Shapes of common API keys; anything matching is masked in error messages.
+_KEY_PATTERN = re.compile(r"\b(?:sk-ant-|sk-|gsk_|AIza)[A-Za-z0-9_\-*.]{6,}")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with the given secrets and anything shaped like an API key masked."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, fingerprint(secret))
+    return _KEY_PATTERN.sub("[redacted]", text)
+
+
+_STATUS_ERRORS: dict[int, type[LLMError]] = {
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    408: RequestTimeoutError,
+    409: ProviderError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> LLMError:
+    """The llmkit error for an HTTP status, carrying the server's Retry-After."""
+    cls = _STATUS_ERRORS.get(status)
+    if cls is None:
+        cls = ProviderError if status >= 500 else InvalidRequestError
+    return cls(
+        message,
+        provider=provider,
+        status_code=status,
+        request_id=request_id,
+        retry_after=parse_retry_after(headers),
+    )
+
+
+class Provider(ABC):
+    """One provider's translation layer. One instance per client; one SDK client per key."""
+
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    requires_key: ClassVar[bool] = True
+    default_base_url: ClassVar[str | None] = None
+
+    def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
+        self.base_url = base_url or self.default_base_url
+        self.timeout = timeout
+
+    @abstractmethod
+    def create_client(self, api_key: str) -> Any:
+        """The SDK client for one key, with the SDK's own retries off."""
+
+    @abstractmethod
+    def complete(self, client: Any, request: Request) -> ProviderReply:
+        """Send one request and parse the reply. Raises an LLMError on failure."""
+
+    def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
+        """Send one streaming request, yielding deltas. Raises an LLMError on failure."""
+        raise InvalidRequestError(f"{self.name} does not support streaming in llmkit yet.")
+
+    def close_client(self, client: Any) -> None:
+        """Release the client's connections."""
+        close = getattr(client, "close", None)
+        if close is not None:
+            close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+def header_number(headers: Mapping[str, str], name: str) -> float | None:
+    """A numeric header, or None when absent or not a number."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Seconds in a Go-style duration as OpenAI sends it ("1s", "6m0s", "20ms")."""
+    if not text:
+        return None
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)

@@ -1,0 +1,149 @@
+"""OpenAI's chat completions API through the official SDK (also Groq and local servers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llmkit.providers._sdk import map_sdk_error
+from llmkit.providers.base import (
+    Provider,
+    ProviderReply,
+    StreamDelta,
+    header_number,
+    parse_duration,
+)
+from llmkit.ratelimit import ServerLimitState
+from llmkit.request import Request
+from llmkit.types import Message, MessageRole, Response, ToolCall, Usage
+
+__all__ = ["OpenAIProvider"]
+
+
+def _message_dict(message: Message) -> dict[str, Any]:
+    data = message.to_dict()
+    if message.role is MessageRole.TOOL and message.tool_call_id is None:
+        data["role"] = "user"  # a tool result without an id: keep the text
+    return data
+
+
+class OpenAIProvider(Provider):
+    """Translation for OpenAI-compatible chat completions."""
+
+    name = "openai"
+    default_model = "gpt-4o-mini"
+
+    def create_client(self, api_key: str) -> Any:
+        import openai
+
+        return openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+
+    def build_params(self, request: Request) -> dict[str, Any]:
+        messages = [_message_dict(m) for m in request.messages]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        params: dict[str, Any] = {"model": request.model, "messages": messages}
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        if request.max_tokens is not None:
+            params["max_tokens"] = request.max_tokens
+        if request.stop:
+            params["stop"] = list(request.stop)
+        if request.timeout is not None:
+            params["timeout"] = request.timeout
+        params.update(request.extra)
+        return params
+
+    def complete(self, client: Any, request: Request) -> ProviderReply:
+        import openai
+
+        try:
+            raw = client.chat.completions.with_raw_response.create(**self.build_params(request))
+            completion = raw.parse()
+            return ProviderReply(
+                self.parse_completion(completion, raw.headers), self.limit_state(raw.headers)
+            )
+        except Exception as exc:
+            raise map_sdk_error(exc, openai, self.name) from exc
+
+    def parse_completion(self, completion: Any, headers: Mapping[str, str]) -> Response:
+        if not completion.choices:
+            raise ValueError("the reply has no choices")
+        choice = completion.choices[0]
+        message = choice.message
+        usage = completion.usage
+        return Response(
+            content=message.content or "",
+            model=completion.model,
+            provider=self.name,
+            finish_reason=choice.finish_reason,
+            usage=self._usage(usage),
+            request_id=headers.get("x-request-id"),
+            tool_calls=tuple(_tool_call(c) for c in (message.tool_calls or ())),
+            raw=completion,
+        )
+
+    @staticmethod
+    def _usage(usage: Any) -> Usage:
+        if usage is None:
+            return Usage()
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) or 0
+        return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)
+
+    def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
+        """OpenAI's ``x-ratelimit-*`` headers (tokens are input and output combined)."""
+        remaining_requests = header_number(headers, "x-ratelimit-remaining-requests")
+        remaining_tokens = header_number(headers, "x-ratelimit-remaining-tokens")
+        if remaining_requests is None and remaining_tokens is None:
+            return None
+        return ServerLimitState(
+            remaining_requests=remaining_requests,
+            remaining_tokens=remaining_tokens,
+            limit_requests=header_number(headers, "x-ratelimit-limit-requests"),
+            limit_tokens=header_number(headers, "x-ratelimit-limit-tokens"),
+            reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),
+            reset_tokens=parse_duration(headers.get("x-ratelimit-reset-tokens")),
+        )
+
+    def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
+        import openai
+
+        params = self.build_params(request)
+        params["stream"] = True
+        params.setdefault("stream_options", {"include_usage": True})
+        try:
+            raw = client.chat.completions.with_raw_response.create(**params)
+            stream = raw.parse()
+        except Exception as exc:
+            raise map_sdk_error(exc, openai, self.name) from exc
+        yield from self._deltas(stream, raw.headers)
+
+    def _deltas(self, stream: Any, headers: Mapping[str, str]) -> Iterator[StreamDelta]:
+        import openai
+
+        request_id = headers.get("x-request-id")
+        yield StreamDelta(request_id=request_id, limits=self.limit_state(headers))
+        try:
+            with stream:
+                for chunk in stream:
+                    usage = self._usage(chunk.usage) if chunk.usage is not None else None
+                    text, finish = "", None
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        text = choice.delta.content or "" if choice.delta else ""
+                        finish = choice.finish_reason
+                    if text or usage is not None or finish is not None:
+                        yield StreamDelta(text=text, usage=usage, finish_reason=finish, model=chunk.model)
+        except Exception as exc:
+            raise map_sdk_error(exc, openai, self.name) from exc
+
+
+def _tool_call(call: Any) -> ToolCall:
+    function = call.function
+    try:
+        arguments = json.loads(function.arguments or "{}")
+    except json.JSONDecodeError:
+        arguments = {"_raw": function.arguments}
+    return ToolCall(id=call.id, name=function.name, arguments=arguments)

@@ -1,0 +1,317 @@
+"""Token buckets and the per-key limiter built from them.
+
+A :class:`TokenBucket` refills continuously at ``rate`` per second up to
+``capacity``. Its level may go below zero: a reservation that turned out too
+small is reconciled as debt, paid back by the refill before anything else is
+admitted.
+
+A :class:`KeyLimiter` holds one bucket per limit of a key (requests, input
+tokens, output tokens, combined tokens per minute) and a concurrency cap. The
+pool asks it how long a request would wait (:meth:`KeyLimiter.wait_time`),
+reserves the estimated cost (:meth:`KeyLimiter.reserve`) and, after the call,
+reconciles the reservation with the real usage (:meth:`KeyLimiter.finish`).
+What the provider's rate-limit headers say is applied with
+:meth:`KeyLimiter.apply_server_state`: when the server knows of less capacity
+than we think we have (other processes use the same key), we believe it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmkit.clock import Clock, SystemClock
+from llmkit.errors import CapacityTimeoutError
+
+if TYPE_CHECKING:
+    from llmkit.config import RateLimit
+
+__all__ = ["Cost", "KeyLimiter", "Reservation", "ServerLimitState", "TokenBucket"]
+
+_INF = math.inf
+
+
+class TokenBucket:
+    """A thread-safe token bucket with continuous refill.
+
+    ``acquire(cost, timeout)`` blocks in FIFO order: a waiter never overtakes
+    one that came before it, so a large request cannot starve.
+    """
+
+    def __init__(
+        self,
+        capacity: float,
+        rate: float,
+        *,
+        clock: Clock | None = None,
+        initial: float | None = None,
+    ) -> None:
+        if capacity <= 0 or rate <= 0:
+            raise ValueError(f"capacity and rate must be positive, got {capacity}, {rate}")
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self._clock = clock or SystemClock()
+        self._level = self.capacity if initial is None else float(initial)
+        self._updated = self._clock.now()
+        self._condition = threading.Condition(threading.Lock())
+        self._queue: deque[int] = deque()
+        self._tickets = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(level={self.level:.1f}, capacity={self.capacity:g}, rate={self.rate:g}/s)"
+
+    def _refill(self) -> None:
+        now = self._clock.now()
+        elapsed = now - self._updated
+        if elapsed > 0:
+            self._level = min(self.capacity, self._level + elapsed * self.rate)
+        self._updated = now
+
+    @property
+    def level(self) -> float:
+        """Tokens available now (negative while in debt)."""
+        with self._condition:
+            self._refill()
+            return self._level
+
+    def wait_time(self, cost: float) -> float:
+        """Seconds until ``cost`` could be taken (0 if now). Costs above capacity count as full."""
+        with self._condition:
+            self._refill()
+            return self._wait_time(cost)
+
+    def _wait_time(self, cost: float) -> float:
+        needed = min(cost, self.capacity) - self._level
+        return 0.0 if needed <= 0 else needed / self.rate
+
+    def consume(self, cost: float) -> None:
+        """Take ``cost`` unconditionally (the level may go negative)."""
+        with self._condition:
+            self._refill()
+            self._level -= cost
+
+    def credit(self, amount: float) -> None:
+        """Give back ``amount`` (negative takes more: debt), never above capacity."""
+        with self._condition:
+            self._refill()
+            self._level = min(self.capacity, self._level + amount)
+            self._condition.notify_all()
+
+    def drain(self) -> None:
+        """Empty the bucket (keep any debt): the server said we are over the limit."""
+        with self._condition:
+            self._refill()
+            self._level = min(self._level, 0.0)
+
+    def cap(self, level: float) -> None:
+        """Lower the level to ``level`` if it is above it."""
+        with self._condition:
+            self._refill()
+            self._level = min(self._level, level)
+
+    def try_acquire(self, cost: float) -> bool:
+        """Take ``cost`` if it is available now and nobody is queued before us."""
+        with self._condition:
+            self._refill()
+            if self._queue or self._wait_time(cost) > 0:
+                return False
+            self._level -= cost
+            return True
+
+    def acquire(self, cost: float, timeout: float | None = None) -> None:
+        """Block until ``cost`` can be taken, in FIFO order.
+
+        Raises :class:`CapacityTimeoutError` if that takes longer than
+        ``timeout`` seconds (None waits as long as needed).
+        """
+        with self._condition:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            deadline = None if timeout is None else self._clock.now() + timeout
+            try:
+                while True:
+                    self._refill()
+                    wait = self._wait_time(cost)
+                    if self._queue[0] == ticket and wait <= 0:
+                        self._level -= cost
+                        return
+                    if self._queue[0] != ticket:
+                        wait = _INF
+                    remaining = _INF if deadline is None else deadline - self._clock.now()
+                    if remaining <= 0:
+                        raise CapacityTimeoutError(
+                            f"Could not take {cost:g} from a bucket of {self.capacity:g} "
+                            f"within {timeout:g} s."
+                        )
+                    bound = min(wait, remaining)
+                    self._clock.wait(self._condition, None if bound == _INF else bound)
+            finally:
+                self._queue.remove(ticket)
+                self._condition.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one request is expected to take from a key's limits."""
+
+    requests: int = 1
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Capacity taken for one call, to be reconciled when it ends."""
+
+    cost: Cost
+    finished: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimitState:
+    """What a provider's rate-limit headers said about a key (None = not said)."""
+
+    remaining_requests: float | None = None
+    remaining_input_tokens: float | None = None
+    remaining_output_tokens: float | None = None
+    remaining_tokens: float | None = None
+    limit_requests: float | None = None
+    limit_tokens: float | None = None
+    reset_requests: float | None = None
+    reset_tokens: float | None = None
+
+
+class KeyLimiter:
+    """The limits of one API key: buckets per kind of limit, and a concurrency cap.
+
+    Not locked on its own: the key pool calls it under the pool's lock. The
+    buckets it holds are thread-safe by themselves.
+    """
+
+    def __init__(self, rate_limit: RateLimit | None, clock: Clock | None = None) -> None:
+        self.clock = clock or SystemClock()
+        self.max_concurrent = rate_limit.max_concurrent if rate_limit else None
+        self.in_flight = 0
+        self.buckets: dict[str, TokenBucket] = {}
+        if rate_limit is not None:
+            burst = rate_limit.burst_seconds / 60.0
+            for name, per_minute in (
+                ("requests", rate_limit.requests_per_minute),
+                ("input_tokens", rate_limit.input_tokens_per_minute),
+                ("output_tokens", rate_limit.output_tokens_per_minute),
+                ("tokens", rate_limit.tokens_per_minute),
+            ):
+                if per_minute:
+                    capacity = max(1.0, per_minute * burst)
+                    self.buckets[name] = TokenBucket(capacity, per_minute / 60.0, clock=self.clock)
+        self.counts_tokens = any(name != "requests" for name in self.buckets)
+
+    def _costs(self, cost: Cost) -> list[tuple[TokenBucket, float]]:
+        buckets = self.buckets
+        pairs = []
+        if "requests" in buckets:
+            pairs.append((buckets["requests"], float(cost.requests)))
+        if "input_tokens" in buckets:
+            pairs.append((buckets["input_tokens"], float(cost.input_tokens)))
+        if "output_tokens" in buckets:
+            pairs.append((buckets["output_tokens"], float(cost.output_tokens)))
+        if "tokens" in buckets:
+            pairs.append((buckets["tokens"], float(cost.input_tokens + cost.output_tokens)))
+        return pairs
+
+    def wait_time(self, cost: Cost) -> float:
+        """Seconds until this key could admit ``cost``; ``inf`` while at its concurrency cap."""
+        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+            return _INF
+        wait = 0.0
+        for bucket, amount in self._costs(cost):
+            wait = max(wait, bucket.wait_time(amount))
+        return wait
+
+    def clamp(self, cost: Cost) -> Cost:
+        """``cost`` with each token count cut to what this key's buckets can ever hold.
+
+        A request asking for ``max_tokens=4096`` on a key allowed 2,000 output
+        tokens a minute must still be admissible; the reservation is
+        reconciled with the real usage afterwards anyway.
+        """
+        buckets = self.buckets
+        input_tokens, output_tokens = cost.input_tokens, cost.output_tokens
+        if "input_tokens" in buckets:
+            input_tokens = min(input_tokens, int(buckets["input_tokens"].capacity))
+        if "output_tokens" in buckets:
+            output_tokens = min(output_tokens, int(buckets["output_tokens"].capacity))
+        if "tokens" in buckets:
+            total_cap = int(buckets["tokens"].capacity)
+            if input_tokens + output_tokens > total_cap:
+                input_tokens = min(input_tokens, total_cap)
+                output_tokens = total_cap - input_tokens
+        if (input_tokens, output_tokens) == (cost.input_tokens, cost.output_tokens):
+            return cost
+        return Cost(cost.requests, input_tokens, output_tokens)
+
+    def reserve(self, cost: Cost) -> Reservation:
+        """Take ``cost`` (clamped) from every bucket and count one more request in flight."""
+        cost = self.clamp(cost)
+        for bucket, amount in self._costs(cost):
+            bucket.consume(amount)
+        self.in_flight += 1
+        return Reservation(cost)
+
+    def finish(
+        self, reservation: Reservation, *, input_tokens: int | None, output_tokens: int | None
+    ) -> None:
+        """Reconcile a reservation with what the call really used, and release it.
+
+        ``None`` for a kind means "unknown": the reservation stands as it was
+        (the safe choice when a call failed after the server may have counted it).
+        """
+        if reservation.finished:
+            return
+        reservation.finished = True
+        self.in_flight -= 1
+        cost = reservation.cost
+        delta_in = 0 if input_tokens is None else cost.input_tokens - input_tokens
+        delta_out = 0 if output_tokens is None else cost.output_tokens - output_tokens
+        buckets = self.buckets
+        if delta_in and "input_tokens" in buckets:
+            buckets["input_tokens"].credit(delta_in)
+        if delta_out and "output_tokens" in buckets:
+            buckets["output_tokens"].credit(delta_out)
+        if (delta_in or delta_out) and "tokens" in buckets:
+            buckets["tokens"].credit(delta_in + delta_out)
+
+    def refund(self, reservation: Reservation) -> None:
+        """Release a reservation the server never counted (nothing was admitted)."""
+        if reservation.finished:
+            return
+        reservation.finished = True
+        self.in_flight -= 1
+        for bucket, amount in self._costs(reservation.cost):
+            bucket.credit(amount)
+
+    def drain(self) -> None:
+        """The server said 429: take every bucket to empty."""
+        for bucket in self.buckets.values():
+            bucket.drain()
+
+    def apply_server_state(self, state: ServerLimitState) -> None:
+        """Lower local levels to what the server says remains, where it says less."""
+        for name, remaining in (
+            ("requests", state.remaining_requests),
+            ("input_tokens", state.remaining_input_tokens),
+            ("output_tokens", state.remaining_output_tokens),
+            ("tokens", state.remaining_tokens),
+        ):
+            bucket = self.buckets.get(name)
+            if bucket is not None and remaining is not None:
+                bucket.cap(remaining)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Remaining capacity per limit, for status output."""
+        remaining = {name: round(bucket.level, 1) for name, bucket in self.buckets.items()}
+        return {"in_flight": self.in_flight, "max_concurrent": self.max_concurrent, "remaining": remaining}
