@@ -18,6 +18,10 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "LLMClient": "llmkit.client",
+    "LLMManager": "llmkit.manager",
+    "LLMProvider": "llmkit.manager",
+    "get_llm_manager": "llmkit.manager",
+    "reset_llm_manager": "llmkit.manager",
     "TextStream": "llmkit.streaming",
     "Message": "llmkit.types",
     "MessageRole": "llmkit.types",
@@ -68,6 +72,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from llmkit.client import LLMClient
+    from llmkit.manager import LLMManager, LLMProvider, get_llm_manager, reset_llm_manager
     from llmkit.config import (
         LLMConfig,
         PoolConfig,

@@ -74,6 +74,9 @@ class _Attempts:
         d.pool.release_failure(lease, error, cooldown)
         self.avoid = lease.slot.index
         if isinstance(error, (AuthenticationError, PermissionDeniedError)):
+            if d.pool.all_disabled():
+                d.hook(d.on_giveup, tries=self.tries, elapsed=0.0, wait=0.0, error=error)
+                raise error
             self.tries -= 1  # moving off a dead key is not a retry
             return
         elapsed = d.pool.clock.now() - self.started
@@ -158,9 +161,10 @@ class Dispatcher:
         while True:
             lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid)
             attempts.tries += 1
-            started = clock.now()
             try:
-                reply = send(lease.slot.client, request)
+                client = lease.slot.client
+                started = clock.now()
+                reply = send(client, request)
             except LLMError as error:
                 attempts.after_failure(lease, self._tag(error, lease))
                 continue
@@ -169,12 +173,13 @@ class Dispatcher:
                 raise
             response = reply.response
             self.pool.release_success(lease, response.usage, reply.limits)
-            return replace(
-                response,
-                latency=clock.now() - started,
-                key_id=lease.slot.key_id,
-                attempts=attempts.tries,
-            )
+            # The adapter built this response for us alone: stamping it in place
+            # is safe, and far cheaper than dataclasses.replace on the hot path.
+            stamp = object.__setattr__
+            stamp(response, "latency", clock.now() - started)
+            stamp(response, "key_id", lease.slot.key_id)
+            stamp(response, "attempts", attempts.tries)
+            return response
 
     def stream(self, request: Request) -> Iterator[StreamDelta]:
         """Stream with a key held for the whole stream; retried only before the first text.

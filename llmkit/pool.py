@@ -119,7 +119,8 @@ class KeyPool:
             for i, key in enumerate(api_keys)
         ]
         self.counts_tokens = any(s.limiter.counts_tokens for s in self.slots)
-        self._condition = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._queue: deque[int] = deque()
         self._tickets = itertools.count()
         self._next = 0
@@ -143,7 +144,7 @@ class KeyPool:
         when every key is disabled, PoolClosedError once closed.
         """
         clock = self.clock
-        with self._condition:
+        with self._lock:  # the Condition's own lock, entered the cheap way
             ticket = next(self._tickets)
             self._queue.append(ticket)
             deadline = None if timeout is None else clock.now() + timeout
@@ -164,7 +165,8 @@ class KeyPool:
                     clock.wait(self._condition, None if bound == _INF else bound)
             finally:
                 self._queue.remove(ticket)
-                self._condition.notify_all()
+                if self._queue:
+                    self._condition.notify_all()
 
     def _best_slot(self, cost: Cost, now: float, avoid: int | None) -> tuple[KeySlot | None, float]:
         best: KeySlot | None = None
@@ -194,6 +196,10 @@ class KeyPool:
         slot.requests += 1
         self._next = (slot.index + 1) % len(self.slots)
         return Lease(slot, reservation)
+
+    def all_disabled(self) -> bool:
+        """True when no key is left in service."""
+        return all(slot.health.disabled for slot in self.slots)
 
     def _all_disabled(self) -> AuthenticationError:
         reasons = "; ".join(f"{s.key_id}: {s.health.disabled_reason}" for s in self.slots)
@@ -228,7 +234,7 @@ class KeyPool:
 
     def release_success(self, lease: Lease, usage: Usage | None, limits: ServerLimitState | None) -> None:
         """The call succeeded: reconcile with the real usage (if known) and the server's view."""
-        with self._condition:
+        with self._lock:
             slot = lease.slot
             if usage is None:
                 slot.limiter.finish(lease.reservation, input_tokens=None, output_tokens=None)
@@ -239,11 +245,11 @@ class KeyPool:
             if limits is not None:
                 slot.limiter.apply_server_state(limits)
             slot.health.on_success()
-            self._condition.notify_all()
+            self._wake()
 
     def release_failure(self, lease: Lease, error: LLMError, cooldown: float) -> None:
         """The call failed with ``error``; ``cooldown`` is how long a 429 cools the key."""
-        with self._condition:
+        with self._lock:
             slot, now = lease.slot, self.clock.now()
             limiter, health = slot.limiter, slot.health
             description = f"{type(error).__name__} ({error.status_code or 'no status'})"
@@ -261,13 +267,18 @@ class KeyPool:
             else:
                 limiter.finish(lease.reservation, input_tokens=None, output_tokens=0)
                 health.on_released_unjudged()
-            self._condition.notify_all()
+            self._wake()
 
     def release_unknown(self, lease: Lease) -> None:
         """The attempt ended by something other than an LLMError (a bug, KeyboardInterrupt)."""
-        with self._condition:
+        with self._lock:
             lease.slot.limiter.finish(lease.reservation, input_tokens=None, output_tokens=None)
             lease.slot.health.on_released_unjudged()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake the waiters (the caller holds the lock) so the head re-checks the keys."""
+        if self._queue:
             self._condition.notify_all()
 
     def enable_key(self, key_id: str) -> None:

@@ -57,7 +57,10 @@ class TokenBucket:
         self._clock = clock or SystemClock()
         self._level = self.capacity if initial is None else float(initial)
         self._updated = self._clock.now()
-        self._condition = threading.Condition(threading.Lock())
+        # Plain ``with self._lock`` is much cheaper than entering the Condition
+        # (a Python-level __enter__); only blocking acquire needs the Condition.
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)
         self._queue: deque[int] = deque()
         self._tickets = itertools.count()
 
@@ -74,13 +77,13 @@ class TokenBucket:
     @property
     def level(self) -> float:
         """Tokens available now (negative while in debt)."""
-        with self._condition:
+        with self._lock:
             self._refill()
             return self._level
 
     def wait_time(self, cost: float) -> float:
         """Seconds until ``cost`` could be taken (0 if now). Costs above capacity count as full."""
-        with self._condition:
+        with self._lock:
             self._refill()
             return self._wait_time(cost)
 
@@ -90,32 +93,33 @@ class TokenBucket:
 
     def consume(self, cost: float) -> None:
         """Take ``cost`` unconditionally (the level may go negative)."""
-        with self._condition:
+        with self._lock:
             self._refill()
             self._level -= cost
 
     def credit(self, amount: float) -> None:
         """Give back ``amount`` (negative takes more: debt), never above capacity."""
-        with self._condition:
+        with self._lock:
             self._refill()
             self._level = min(self.capacity, self._level + amount)
-            self._condition.notify_all()
+            if self._queue:
+                self._condition.notify_all()
 
     def drain(self) -> None:
         """Empty the bucket (keep any debt): the server said we are over the limit."""
-        with self._condition:
+        with self._lock:
             self._refill()
             self._level = min(self._level, 0.0)
 
     def cap(self, level: float) -> None:
         """Lower the level to ``level`` if it is above it."""
-        with self._condition:
+        with self._lock:
             self._refill()
             self._level = min(self._level, level)
 
     def try_acquire(self, cost: float) -> bool:
         """Take ``cost`` if it is available now and nobody is queued before us."""
-        with self._condition:
+        with self._lock:
             self._refill()
             if self._queue or self._wait_time(cost) > 0:
                 return False
@@ -151,7 +155,8 @@ class TokenBucket:
                     self._clock.wait(self._condition, None if bound == _INF else bound)
             finally:
                 self._queue.remove(ticket)
-                self._condition.notify_all()
+                if self._queue:
+                    self._condition.notify_all()
 
 
 @dataclass(frozen=True, slots=True)

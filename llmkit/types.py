@@ -161,7 +161,9 @@ class Response:
 
     ``key_id`` is a short fingerprint of the API key that answered, never the
     key. ``raw`` is the provider SDK's own response object. ``cost`` is in US
-    dollars where the model's price is known, else None.
+    dollars where the model's price is known, else None. ``parsed`` holds the
+    validated object of a structured-output call (``response_model=``).
+    ``cached`` is True when the answer came from the response cache.
     """
 
     content: str
@@ -176,6 +178,7 @@ class Response:
     cost: float | None = None
     cached: bool = False
     attempts: int = 1
+    parsed: Any = field(default=None, repr=False, compare=False)
     raw: Any = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:

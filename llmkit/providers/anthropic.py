@@ -7,6 +7,7 @@ from typing import Any
 
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import Provider, ProviderReply, StreamDelta, header_number
+from llmkit.errors import LLMError
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
 from llmkit.types import Message, MessageRole, Response, ToolCall, Usage
@@ -26,6 +27,22 @@ def _message_dict(message: Message) -> dict[str, Any]:
             return {"role": "user", "content": [block]}
         return {"role": "user", "content": message.content}
     return {"role": message.role.value, "content": message.content}
+
+
+# anthropic>=1.0 dropped the sampling parameters from the method signatures;
+# the API still takes them, so they travel in extra_body (0.x accepts that too).
+_SAMPLING_PARAMS = ("temperature", "top_p", "top_k")
+
+
+def _move_sampling_to_body(params: dict[str, Any], temperature: float | None) -> None:
+    body = dict(params.pop("extra_body", None) or {})
+    if temperature is not None:
+        body["temperature"] = temperature
+    for name in _SAMPLING_PARAMS:
+        if name in params:
+            body[name] = params.pop(name)
+    if body:
+        params["extra_body"] = body
 
 
 class AnthropicProvider(Provider):
@@ -49,13 +66,12 @@ class AnthropicProvider(Provider):
         }
         if request.system:
             params["system"] = request.system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
         if request.stop:
             params["stop_sequences"] = list(request.stop)
         if request.timeout is not None:
             params["timeout"] = request.timeout
         params.update(request.extra)
+        _move_sampling_to_body(params, request.temperature)
         return params
 
     def complete(self, client: Any, request: Request) -> ProviderReply:
@@ -85,6 +101,33 @@ class AnthropicProvider(Provider):
             tool_calls=tuple(calls),
             raw=message,
         )
+
+    # -- structured outputs (see Provider.structured_client) ------------------------
+
+    def wrap_structured(self, client: Any, mode: Any) -> Any:
+        import instructor
+
+        # No mode: from_anthropic's own default (tool use) in every instructor version;
+        # naming Mode.ANTHROPIC_TOOLS warns as deprecated in instructor >= 1.14.
+        if mode is None:
+            return instructor.from_anthropic(client)
+        return instructor.from_anthropic(client, mode=mode)
+
+    def structured_params(self, request: Request) -> dict[str, Any]:
+        return self.build_params(request)
+
+    def parse_structured(self, completion: Any) -> Response:
+        request_id = getattr(completion, "_request_id", None)
+        return self.parse_message(completion, {"request-id": request_id} if request_id else {})
+
+    def completion_usage(self, completion: Any) -> Usage:
+        usage = getattr(completion, "usage", None)
+        return Usage() if usage is None else self._usage(usage)
+
+    def map_error(self, exc: BaseException) -> LLMError:
+        import anthropic
+
+        return map_sdk_error(exc, anthropic, self.name)
 
     @staticmethod
     def _usage(usage: Any) -> Usage:

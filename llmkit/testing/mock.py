@@ -1,0 +1,149 @@
+"""``MockLLMClient``: the LLMClient interface for users' unit tests, with no network.
+
+>>> mock = MockLLMClient(responses=["Response 1", "Response 2"])
+>>> mock.complete("Hi").content
+'Response 1'
+>>> mock.complete("Hi again").content
+'Response 2'
+>>> [r.messages[-1].content for r in mock.calls]
+['Hi', 'Hi again']
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from llmkit.errors import LLMError, PoolClosedError
+from llmkit.request import Request, build_request
+from llmkit.tokens import estimate_input_tokens, heuristic_tokens
+from llmkit.types import MessagesInput, Response, Usage
+
+__all__ = ["MockLLMClient"]
+
+Reply = Any  # str | Response | BaseException | pydantic model | Callable[[Request], Reply]
+
+
+class MockLLMClient:
+    """Answers from a list of scripted replies, in order.
+
+    Each reply may be a string, a :class:`Response`, an exception (raised),
+    a pydantic model instance (returned for ``response_model=`` calls) or a
+    callable taking the :class:`Request` and returning any of those. When the
+    list runs out, ``default`` answers (or, if None, an LLMError says so);
+    ``cycle=True`` starts the list over instead. Every request is recorded in
+    ``calls``.
+    """
+
+    def __init__(
+        self,
+        responses: Iterable[Reply] = (),
+        *,
+        default: Reply | None = None,
+        cycle: bool = False,
+        provider: str = "mock",
+        model: str = "mock-model",
+    ) -> None:
+        replies = list(responses)
+        self._replies: Iterator[Reply] = itertools.cycle(replies) if cycle and replies else iter(replies)
+        self.default = default
+        self.provider = provider
+        self.model = model
+        self.calls: list[Request] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MockLLMClient(calls={len(self.calls)})"
+
+    def _next_reply(self, request: Request) -> Reply:
+        with self._lock:
+            if self._closed:
+                raise PoolClosedError("The client is closed", provider=self.provider)
+            self.calls.append(request)
+            reply = next(self._replies, self.default)
+        if reply is None:
+            raise LLMError(f"MockLLMClient ran out of responses after {len(self.calls) - 1} calls")
+        return reply(request) if callable(reply) and not isinstance(reply, type) else reply
+
+    def _response(self, request: Request, reply: Reply) -> Response:
+        if isinstance(reply, BaseException):
+            raise reply
+        if isinstance(reply, Response):
+            return reply
+        usage = Usage(estimate_input_tokens(request), heuristic_tokens(str(reply)))
+        if isinstance(reply, str):
+            parsed = request.response_model.model_validate_json(reply) if request.response_model else None
+            return Response(reply, request.model, self.provider, "stop", usage, parsed=parsed)
+        dump = getattr(reply, "model_dump_json", None)
+        content = dump() if dump is not None else str(reply)
+        return Response(content, request.model, self.provider, "stop", usage, parsed=reply)
+
+    def complete(self, messages: MessagesInput, **kwargs: Any) -> Any:
+        """Like :meth:`LLMClient.complete`: a Response, or the parsed model for ``response_model``."""
+        include_response = kwargs.pop("include_response", False)
+        request = self._request(messages, kwargs)
+        response = self._response(request, self._next_reply(request))
+        if request.response_model is None:
+            return response
+        return (response.parsed, response) if include_response else response.parsed
+
+    def _request(self, messages: MessagesInput, kwargs: dict[str, Any]) -> Request:
+        known = (
+            "system_prompt",
+            "temperature",
+            "max_tokens",
+            "stop",
+            "timeout",
+            "max_retries",
+            "retry_delay",
+        )
+        params = {name: kwargs.pop(name) for name in known if name in kwargs}
+        return build_request(
+            messages,
+            model=kwargs.pop("model", None) or self.model,
+            response_model=kwargs.pop("response_model", None),
+            extra=kwargs,
+            **params,
+        )
+
+    def stream(self, messages: MessagesInput, **kwargs: Any) -> Iterator[str]:
+        """Yields the reply word by word."""
+        response = self.complete(messages, **kwargs)
+        words = response.content.split(" ")
+        for i, word in enumerate(words):
+            yield word if i == len(words) - 1 else word + " "
+
+    stream_complete = stream
+
+    def submit(self, messages: MessagesInput, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(self.complete(messages, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def map(self, prompts: Iterable[MessagesInput], **kwargs: Any) -> list[Any]:
+        return [self.complete(p, **dict(kwargs)) for p in prompts]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider,
+            "total_clients": 1,
+            "available_clients": 0 if self._closed else 1,
+            "in_use_clients": 0,
+            "client_statuses": [],
+        }
+
+    def close(self, timeout: float | None = None) -> None:
+        self._closed = True
+
+    def __enter__(self) -> MockLLMClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
