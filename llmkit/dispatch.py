@@ -172,11 +172,12 @@ class Dispatcher:
                 self.pool.release_unknown(lease)
                 raise
             response = reply.response
-            self.pool.release_success(lease, response.usage, reply.limits)
+            latency = clock.now() - started
+            self.pool.release_success(lease, response.usage, reply.limits, latency)
             # The adapter built this response for us alone: stamping it in place
             # is safe, and far cheaper than dataclasses.replace on the hot path.
             stamp = object.__setattr__
-            stamp(response, "latency", clock.now() - started)
+            stamp(response, "latency", latency)
             stamp(response, "key_id", lease.slot.key_id)
             stamp(response, "attempts", attempts.tries)
             return response
@@ -215,6 +216,7 @@ class Dispatcher:
     def _stream_once(self, lease: Lease, request: Request, state: _StreamState) -> Iterator[StreamDelta]:
         usage: Usage | None = None
         limits = None
+        started = self.pool.clock.now()
         for delta in self.pool.provider.stream(lease.slot.client, request):
             if delta.limits is not None:
                 limits = delta.limits
@@ -226,7 +228,7 @@ class Dispatcher:
                 state.yielded_text = True
                 state.chars += len(delta.text)
             yield replace(delta, limits=None) if delta.limits is not None else delta
-        self.pool.release_success(lease, usage, limits)
+        self.pool.release_success(lease, usage, limits, self.pool.clock.now() - started)
 
 
 class _StreamState:

@@ -125,6 +125,7 @@ class KeyPool:
         self._tickets = itertools.count()
         self._next = 0
         self._closed = False
+        self._warm = False
         self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -143,6 +144,8 @@ class KeyPool:
         just failed). Raises PoolExhaustedError on timeout, AuthenticationError
         when every key is disabled, PoolClosedError once closed.
         """
+        if not self._warm:
+            self._warm_up()
         clock = self.clock
         with self._lock:  # the Condition's own lock, entered the cheap way
             ticket = next(self._tickets)
@@ -167,6 +170,18 @@ class KeyPool:
                 self._queue.remove(ticket)
                 if self._queue:
                     self._condition.notify_all()
+
+    def _warm_up(self) -> None:
+        """Build every key's SDK client before the first reservation.
+
+        Building one imports the SDK (a second or more). Done lazily inside an
+        attempt, that delay would fall between reserving capacity and sending:
+        the local buckets would refill while the server's had already been
+        charged, and the two pictures would drift apart for good.
+        """
+        for slot in self.slots:
+            _ = slot.client
+        self._warm = True
 
     def _best_slot(self, cost: Cost, now: float, avoid: int | None) -> tuple[KeySlot | None, float]:
         best: KeySlot | None = None
@@ -232,8 +247,14 @@ class KeyPool:
 
     # -- releasing -----------------------------------------------------------------
 
-    def release_success(self, lease: Lease, usage: Usage | None, limits: ServerLimitState | None) -> None:
-        """The call succeeded: reconcile with the real usage (if known) and the server's view."""
+    def release_success(
+        self, lease: Lease, usage: Usage | None, limits: ServerLimitState | None, elapsed: float = 0.0
+    ) -> None:
+        """The call succeeded: reconcile with the real usage (if known) and the server's view.
+
+        ``elapsed`` is how long the call took: the server's ``limits`` are at
+        most that old.
+        """
         with self._lock:
             slot = lease.slot
             if usage is None:
@@ -243,7 +264,7 @@ class KeyPool:
                     lease.reservation, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens
                 )
             if limits is not None:
-                slot.limiter.apply_server_state(limits)
+                slot.limiter.apply_server_state(limits, elapsed)
             slot.health.on_success()
             self._wake()
 

@@ -304,8 +304,14 @@ class KeyLimiter:
         for bucket in self.buckets.values():
             bucket.drain()
 
-    def apply_server_state(self, state: ServerLimitState) -> None:
-        """Lower local levels to what the server says remains, where it says less."""
+    def apply_server_state(self, state: ServerLimitState, elapsed: float = 0.0) -> None:
+        """Lower local levels to what the server says remains, where it says less.
+
+        The server counted ``remaining`` when it admitted the call, at most
+        ``elapsed`` seconds ago (the call's duration); its bucket has refilled
+        since, so the bound is ``remaining + rate * elapsed``. Without that
+        allowance every reply would throw away the refill of its own latency.
+        """
         for name, remaining in (
             ("requests", state.remaining_requests),
             ("input_tokens", state.remaining_input_tokens),
@@ -314,7 +320,7 @@ class KeyLimiter:
         ):
             bucket = self.buckets.get(name)
             if bucket is not None and remaining is not None:
-                bucket.cap(remaining)
+                bucket.cap(remaining + bucket.rate * elapsed)
 
     def snapshot(self) -> dict[str, Any]:
         """Remaining capacity per limit, for status output."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from llmkit.errors import LLMError
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import Provider, ProviderReply, StreamDelta, header_number
-from llmkit.errors import LLMError
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
 from llmkit.types import Message, MessageRole, Response, ToolCall, Usage

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -121,6 +122,10 @@ class Provider(ABC):
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url
         self.timeout = timeout
+        # instructor wrappers of SDK clients, by (id(client), mode); each entry
+        # holds its client, so the id stays unique until close_client drops it.
+        self._structured: dict[tuple[int, Any], tuple[Any, Any]] = {}
+        self._structured_lock = threading.Lock()
 
     @abstractmethod
     def create_client(self, api_key: str) -> Any:
@@ -135,10 +140,52 @@ class Provider(ABC):
         raise InvalidRequestError(f"{self.name} does not support streaming in llmkit yet.")
 
     def close_client(self, client: Any) -> None:
-        """Release the client's connections."""
+        """Release the client's connections (and forget its instructor wrappers)."""
+        with self._structured_lock:
+            for key in [k for k, (c, _) in self._structured.items() if c is client]:
+                del self._structured[key]
         close = getattr(client, "close", None)
         if close is not None:
             close()
+
+    # -- structured outputs (instructor; driven by llmkit.structured) ---------------
+
+    def structured_client(self, client: Any, mode: Any = None) -> Any:
+        """instructor's wrapper of ``client`` for ``mode``: made once, then reused (thread-safe)."""
+        key = (id(client), mode)
+        with self._structured_lock:
+            entry = self._structured.get(key)
+            if entry is None:
+                entry = (client, self.wrap_structured(client, mode))
+                self._structured[key] = entry
+        return entry[1]
+
+    def wrap_structured(self, client: Any, mode: Any) -> Any:
+        """Wrap an SDK client for structured outputs (``mode=None``: instructor's default).
+
+        The result needs instructor's ``create_with_completion(response_model=,
+        max_retries=, hooks=, **params) -> (model, completion)``; an adapter
+        without an instructor integration may return its own object with it.
+        """
+        raise InvalidRequestError(f"{self.name} does not support response_model= in llmkit yet.")
+
+    def structured_params(self, request: Request) -> dict[str, Any]:
+        """The SDK call's parameters for instructor (it adds the tool or schema itself)."""
+        raise InvalidRequestError(f"{self.name} does not support response_model= in llmkit yet.")
+
+    def parse_structured(self, completion: Any) -> Response:
+        """The raw completion instructor hands back, parsed (no headers: the SDK object's id)."""
+        raise NotImplementedError
+
+    def completion_usage(self, completion: Any) -> Usage:
+        """The usage of one raw completion (zero when it has none). Must not raise."""
+        return Usage()
+
+    def map_error(self, exc: BaseException) -> LLMError:
+        """The llmkit error for an exception the SDK raised outside :meth:`complete`."""
+        if isinstance(exc, LLMError):
+            return exc
+        return ProviderError(f"{self.name} call failed: {type(exc).__name__}: {exc}", provider=self.name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"

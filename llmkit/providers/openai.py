@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from llmkit.errors import LLMError
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import (
     Provider,
@@ -83,6 +84,31 @@ class OpenAIProvider(Provider):
             tool_calls=tuple(_tool_call(c) for c in (message.tool_calls or ())),
             raw=completion,
         )
+
+    # -- structured outputs (see Provider.structured_client) ------------------------
+
+    def wrap_structured(self, client: Any, mode: Any) -> Any:
+        import instructor
+
+        # No mode: from_openai's own default (tool calling) in every instructor version.
+        if mode is None:
+            return instructor.from_openai(client)
+        return instructor.from_openai(client, mode=mode)
+
+    def structured_params(self, request: Request) -> dict[str, Any]:
+        return self.build_params(request)
+
+    def parse_structured(self, completion: Any) -> Response:
+        request_id = getattr(completion, "_request_id", None)
+        return self.parse_completion(completion, {"x-request-id": request_id} if request_id else {})
+
+    def completion_usage(self, completion: Any) -> Usage:
+        return self._usage(getattr(completion, "usage", None))
+
+    def map_error(self, exc: BaseException) -> LLMError:
+        import openai
+
+        return map_sdk_error(exc, openai, self.name)
 
     @staticmethod
     def _usage(usage: Any) -> Usage:

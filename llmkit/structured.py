@@ -1,0 +1,282 @@
+"""Structured outputs: ``complete(..., response_model=Model)`` returns a validated ``Model``.
+
+:func:`run_structured` runs ``instructor`` over the SDK client of the key the
+pool leases, inside the dispatcher's retry loop. Who does what:
+
+* **Validation re-asks are instructor's.** When a reply does not validate,
+  instructor sends the errors back and asks again (``max_reasks=``, default
+  2, so at most 3 replies), all on the leased key.
+* **Transport retries are llmkit's.** instructor retries only parse and
+  validation errors; an SDK error (429, 5xx, network) ends its loop at once,
+  wrapped in ``InstructorRetryException``. We unwrap the SDK exception and
+  let the adapter map it, so the dispatcher cools the key down and starts
+  the call again, normally on another key.
+* **Every reply's tokens count once.** instructor's ``completion:response``
+  hook hands us each raw reply before instructor folds its usage into a
+  running total; we sum them ourselves rather than rely on how a given
+  instructor version accumulates. That sum is the usage of the returned
+  :class:`~llmkit.types.Response` and what the pool reconciles.
+* **A reply that never validates** is a success for the key (its tokens
+  were spent and are reconciled), then :class:`StructuredOutputError` is
+  raised with the last validation errors. It is not retried.
+
+Provider specifics (which ``instructor.from_*``, the SDK parameters, parsing
+the raw completion, mapping SDK errors) live in the adapters: see
+:meth:`llmkit.providers.base.Provider.structured_client`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from llmkit.errors import InvalidRequestError, StructuredOutputError
+from llmkit.providers.base import Provider, ProviderReply
+from llmkit.types import Response, Usage
+
+if TYPE_CHECKING:
+    from llmkit.dispatch import Dispatcher
+    from llmkit.request import Request
+
+__all__ = ["DEFAULT_MAX_REASKS", "check_response_model", "run_structured"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+# Validation re-asks after the first reply, unless the call says ``max_reasks=``.
+DEFAULT_MAX_REASKS = 2
+
+# How many validation errors the exception's message lists (``.errors`` has all).
+_ERRORS_IN_MESSAGE = 3
+
+
+def run_structured(dispatcher: Dispatcher, request: Request) -> Response:
+    """Send a ``response_model`` request through the pool; the Response carries ``parsed``.
+
+    Own keyword arguments (taken out of ``request.extra``): ``max_reasks``
+    (validation re-asks, default 2) and ``instructor_mode`` (an
+    ``instructor.Mode`` or its value, e.g. ``"json_mode"``; default: the
+    provider's tool calling). Raises InvalidRequestError before anything is
+    sent when these or the model are wrong.
+    """
+    model = check_response_model(request.response_model)
+    extra = dict(request.extra)
+    max_reasks = _check_max_reasks(extra.pop("max_reasks", DEFAULT_MAX_REASKS))
+    mode = _instructor_mode(extra.pop("instructor_mode", None))
+    request = request.with_changes(extra=extra)
+    provider = dispatcher.pool.provider
+    provider.structured_params(request)  # a provider without structured outputs says so now
+    call = _StructuredCall(provider, model, max_reasks, mode)
+    response = dispatcher.execute(request, send=call.send)
+    if call.failure is not None:
+        raise call.error(response) from call.failure
+    return response
+
+
+def check_response_model(response_model: Any) -> type[Any]:
+    """``response_model`` if it is a pydantic model class, else InvalidRequestError."""
+    from pydantic import BaseModel
+
+    if isinstance(response_model, type) and issubclass(response_model, BaseModel):
+        return response_model
+    if isinstance(response_model, BaseModel):
+        hint = f"pass the class {type(response_model).__name__}, not an instance of it"
+    else:
+        hint = "define one with `class Answer(pydantic.BaseModel): ...` and pass the class"
+    raise InvalidRequestError(
+        f"response_model must be a pydantic model class, got {response_model!r}: {hint}."
+    )
+
+
+def _check_max_reasks(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidRequestError(f"max_reasks must be a whole number >= 0, got {value!r}.")
+    return value
+
+
+def _instructor_mode(value: Any) -> Any:
+    """``instructor.Mode`` for ``instructor_mode=`` (a Mode, its value or its name); None stays None."""
+    if value is None:
+        return None
+    from instructor import Mode
+
+    if isinstance(value, Mode):
+        return value
+    if isinstance(value, str):
+        for candidate in (value, value.lower()):
+            try:
+                return Mode(candidate)
+            except ValueError:
+                pass
+        if value.upper() in Mode.__members__:
+            return Mode[value.upper()]
+    raise InvalidRequestError(
+        f"instructor_mode must be an instructor.Mode (or its value, e.g. 'tool_call', 'json_mode'), "
+        f"got {value!r}."
+    )
+
+
+class _ReplyLog:
+    """What instructor received during one attempt: each reply's usage and each parse error.
+
+    Filled through per-call instructor hooks, so a wrapped client shared by
+    threads needs no locking.
+    """
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.usage = Usage()
+        self.replies = 0
+        self.last: Any = None
+        self.parse_errors: list[BaseException] = []
+
+    def hooks(self) -> Any:
+        from instructor.core.hooks import Hooks
+
+        hooks = Hooks()
+        hooks.on("completion:response", self.on_reply)
+        hooks.on("parse:error", self.on_parse_error)
+        return hooks
+
+    def on_reply(self, completion: Any) -> None:
+        self.usage += self.provider.completion_usage(completion)
+        self.replies += 1
+        self.last = completion
+
+    def on_parse_error(self, error: BaseException, **_: Any) -> None:
+        self.parse_errors.append(error)
+
+
+class _StructuredCall:
+    """One structured call: the ``send`` the dispatcher runs per attempt, and its outcome."""
+
+    def __init__(self, provider: Provider, model: type[Any], max_reasks: int, mode: Any) -> None:
+        self.provider = provider
+        self.model = model
+        self.max_reasks = max_reasks
+        self.mode = mode
+        self.failure: BaseException | None = None  # why the last attempt never validated
+        self.replies = 0
+
+    def send(self, client: Any, request: Request) -> ProviderReply:
+        """Run instructor once on ``client``; raise a mapped LLMError on transport failure."""
+        wrapped = self._wrapped(client)
+        log = _ReplyLog(self.provider)
+        self.failure = None
+        # Fresh parameters on every attempt: instructor appends its re-ask
+        # messages to the list it was given.
+        params = self.provider.structured_params(request)
+        try:
+            parsed, completion = wrapped.create_with_completion(
+                response_model=self.model, max_retries=self.max_reasks, hooks=log.hooks(), **params
+            )
+        except Exception as exc:
+            self.failure = self._validation_failure(exc, log)  # or raises the mapped error
+            parsed, completion = None, log.last
+        self.replies = log.replies
+        return ProviderReply(self._response(parsed, completion, log, request))
+
+    def _wrapped(self, client: Any) -> Any:
+        from instructor.core import InstructorError
+
+        try:
+            return self.provider.structured_client(client, self.mode)
+        except InstructorError as exc:  # a mode this provider does not have, mostly
+            raise InvalidRequestError(
+                f"instructor cannot wrap the {self.provider.name} client: {exc}", provider=self.provider.name
+            ) from exc
+
+    def _validation_failure(self, exc: Exception, log: _ReplyLog) -> BaseException:
+        """The parse or validation error that ended ``exc``; anything else is raised mapped."""
+        from instructor.core import IncompleteOutputException, InstructorError
+        from pydantic import ValidationError
+
+        cause = _root_cause(exc)
+        if any(cause is seen for seen in log.parse_errors) or isinstance(
+            cause, (ValidationError, json.JSONDecodeError, IncompleteOutputException)
+        ):
+            return cause
+        if isinstance(cause, InstructorError):
+            raise InvalidRequestError(
+                f"instructor refused the call: {cause}", provider=self.provider.name
+            ) from exc
+        raise self.provider.map_error(cause) from cause
+
+    def _response(self, parsed: Any, completion: Any, log: _ReplyLog, request: Request) -> Response:
+        """The Response of this attempt: summed usage, ``parsed``, and the model's JSON as content."""
+        if completion is None:  # cannot happen after a reply failed to validate; be safe
+            return Response(content="", model=request.model, provider=self.provider.name, usage=log.usage)
+        try:
+            response = self.provider.parse_structured(completion)
+        except Exception as exc:
+            raise self.provider.map_error(exc) from exc
+        if parsed is None:
+            return replace(response, usage=log.usage)
+        parsed = _as_users_model(parsed, self.model)
+        return replace(response, content=parsed.model_dump_json(), usage=log.usage, parsed=parsed)
+
+    def error(self, response: Response) -> StructuredOutputError:
+        """The StructuredOutputError for a call whose replies never validated."""
+        from instructor.core import IncompleteOutputException
+
+        errors = _error_list(self.failure)
+        name = self.model.__name__
+        if isinstance(self.failure, IncompleteOutputException):
+            message = f"The reply was cut off by max_tokens before a complete {name}: raise max_tokens."
+        else:
+            message = f"The reply did not validate as {name} after {self.replies} replies: {_summary(errors)}"
+        logger.info("structured output failed: %s", message)
+        return StructuredOutputError(
+            message,
+            errors=errors,
+            provider=response.provider,
+            key_id=response.key_id,
+            request_id=response.request_id,
+        )
+
+
+def _as_users_model(parsed: Any, model: type[Any]) -> Any:
+    """``parsed`` as an instance of the user's own class, without instructor's attributes.
+
+    instructor returns an instance of a same-named subclass it made, carrying
+    ``_raw_response`` and ``_total_usage``: it would not compare equal to a
+    ``model`` built by the user, would not pickle (caches, batch checkpoints,
+    process pools), and would keep the raw completion alive. The values are
+    validated already, so they are copied over without validating again;
+    ``Response.raw`` and ``Response.usage`` carry the rest.
+    """
+    if type(parsed) is model:
+        for name in ("_raw_response", "_total_usage"):
+            parsed.__dict__.pop(name, None)
+        return parsed
+    return model.model_construct(_fields_set=set(parsed.model_fields_set), **dict(parsed))
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The exception inside instructor's ``InstructorRetryException`` wrappers."""
+    from instructor.core import InstructorRetryException
+
+    while isinstance(exc, InstructorRetryException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _error_list(failure: BaseException | None) -> list[dict[str, Any]]:
+    """Validation errors as pydantic's plain dicts (one synthetic entry for other failures)."""
+    from pydantic import ValidationError
+
+    if isinstance(failure, ValidationError):
+        return [dict(e) for e in failure.errors(include_url=False)]
+    return [{"type": type(failure).__name__, "loc": (), "msg": str(failure)}]
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    """``"population: Input should be a valid integer; ..."`` for the first few errors."""
+    parts = []
+    for error in errors[:_ERRORS_IN_MESSAGE]:
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    hidden = len(errors) - _ERRORS_IN_MESSAGE
+    return "; ".join(parts) + (f" (and {hidden} more)" if hidden > 0 else "")
