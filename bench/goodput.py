@@ -91,7 +91,7 @@ class Outcome:
 
 def make_prompts(scenario: Scenario, count: int, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
-    words = "rate limits keep every key just under the provider's ceiling while the pool waits".split()
+    words = "rate limits keep every key just under the provider's ceiling while the pool waits".split()  # noqa: SIM905
     prompts = []
     for i in range(count):
         size = rng.randint(*scenario.prompt_chars)
@@ -187,7 +187,9 @@ def raw_sdk_contender(server, scenario: Scenario) -> Callable[[str], object]:
             client = clients[next(counter) % len(clients)]
         messages = [{"role": "user", "content": prompt}]
         if scenario.provider == "openai":
-            return client.chat.completions.create(model=model, messages=messages, max_tokens=scenario.max_tokens)
+            return client.chat.completions.create(
+                model=model, messages=messages, max_tokens=scenario.max_tokens
+            )
         return client.messages.create(model=model, messages=messages, max_tokens=scenario.max_tokens)
 
     return call
@@ -233,7 +235,9 @@ def run_scenario(scenario: Scenario, requests: int, threads: int, latency: float
             server.reset()
             ok, failed, wall, note = drive(call, prompts, threads)
             stats = server.stats()
-            outcome = Outcome(name, ok, failed, wall, stats["by_status"].get(429, 0), stats["total"], note=note)
+            outcome = Outcome(
+                name, ok, failed, wall, stats["by_status"].get(429, 0), stats["total"], note=note
+            )
             outcome.capacity_used = ideal_time(scenario, stats) / wall
             outcomes.append(outcome)
         print(f"  {scenario.name}: {name} done in {wall:.1f} s", file=sys.stderr)
@@ -241,9 +245,11 @@ def run_scenario(scenario: Scenario, requests: int, threads: int, latency: float
 
 
 def report(scenario: Scenario, outcomes: list[Outcome], requests: int) -> bool:
-    print(f"\nscenario '{scenario.name}' ({scenario.provider}): {requests} requests, 16 threads, 4 keys, "
-          "limits per key: "
-          f"{scenario.limits}")
+    print(
+        f"\nscenario '{scenario.name}' ({scenario.provider}): {requests} requests, 16 threads, 4 keys, "
+        "limits per key: "
+        f"{scenario.limits}"
+    )
     print(f"{'contender':40} {'ok':>5} {'lost':>5} {'wall s':>7} {'capacity':>9} {'429s':>6} {'429 %':>6}")
     passed = True
     for o in outcomes:
@@ -251,8 +257,10 @@ def report(scenario: Scenario, outcomes: list[Outcome], requests: int) -> bool:
             print(f"{o.contender:40} (not installed)")
             continue
         share = 100.0 * o.server_429 / requests
-        print(f"{o.contender:40} {o.ok:5d} {o.failed:5d} {o.wall:7.2f} {100 * o.capacity_used:8.1f}% "
-              f"{o.server_429:6d} {share:5.1f}%  {o.note}")
+        print(
+            f"{o.contender:40} {o.ok:5d} {o.failed:5d} {o.wall:7.2f} {100 * o.capacity_used:8.1f}% "
+            f"{o.server_429:6d} {share:5.1f}%  {o.note}"
+        )
         if o.contender == "llmkit":
             passed = o.failed == 0 and o.capacity_used >= 0.95 and share <= 1.0
     print(f"llmkit targets (all succeed, >= 95% capacity, <= 1% 429s): {'met' if passed else 'MISSED'}")
@@ -260,7 +268,9 @@ def report(scenario: Scenario, outcomes: list[Outcome], requests: int) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--threads", type=int, default=16)

@@ -111,8 +111,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
 
 
 def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> bool:
-    print(f"\nmedians over {args.rounds} rounds ({args.calls} sequential calls, "
-          f"{args.threaded_calls} calls on {args.threads} threads per round)")
+    print(
+        f"\nmedians over {args.rounds} rounds ({args.calls} sequential calls, "
+        f"{args.threaded_calls} calls on {args.threads} threads per round)"
+    )
     print(f"{'contender':24} {'per call':>10} {'throughput':>14}")
     for name, entry in results.items():
         per_call = statistics.median(entry["per_call"]) * 1e6
@@ -132,7 +134,9 @@ def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=500, help="sequential calls per round")
     parser.add_argument("--threaded-calls", type=int, default=2000, help="calls per round on the threads")

@@ -18,11 +18,18 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "LLMClient": "llmkit.client",
+    "AsyncLLMClient": "llmkit.aio",
+    "AsyncLLMManager": "llmkit.aio",
     "LLMManager": "llmkit.manager",
     "LLMProvider": "llmkit.manager",
     "get_llm_manager": "llmkit.manager",
     "reset_llm_manager": "llmkit.manager",
     "TextStream": "llmkit.streaming",
+    "AsyncTextStream": "llmkit.aio",
+    "Session": "llmkit.session",
+    "SessionManager": "llmkit.session",
+    "LoggingMiddleware": "llmkit.middleware",
+    "MetricsMiddleware": "llmkit.metrics",
     "Message": "llmkit.types",
     "MessageRole": "llmkit.types",
     "Response": "llmkit.types",
@@ -71,8 +78,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from llmkit.aio import AsyncLLMClient, AsyncLLMManager, AsyncTextStream
     from llmkit.client import LLMClient
-    from llmkit.manager import LLMManager, LLMProvider, get_llm_manager, reset_llm_manager
     from llmkit.config import (
         LLMConfig,
         PoolConfig,
@@ -101,5 +108,9 @@ if TYPE_CHECKING:
         StreamError,
         StructuredOutputError,
     )
+    from llmkit.manager import LLMManager, LLMProvider, get_llm_manager, reset_llm_manager
+    from llmkit.metrics import MetricsMiddleware
+    from llmkit.middleware import LoggingMiddleware
+    from llmkit.session import Session, SessionManager
     from llmkit.streaming import TextStream
     from llmkit.types import Message, MessageRole, Response, ToolCall, Usage

@@ -9,13 +9,14 @@ worker threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from llmkit.dispatch import Dispatcher
 from llmkit.errors import ConfigurationError
+from llmkit.middleware import Middleware, build_chain, builtin_middleware
 from llmkit.pool import KeyPool
 from llmkit.providers import canonical_name, provider_class
 from llmkit.request import Request, build_request
@@ -23,8 +24,13 @@ from llmkit.streaming import TextStream
 from llmkit.types import MessagesInput, Response
 
 if TYPE_CHECKING:
+    import os
+
+    from llmkit.batch import BatchResult
     from llmkit.clock import Clock
     from llmkit.config import LLMConfig, PoolConfig, RateLimit, RetryPolicy, Settings
+    from llmkit.costs import PriceTable
+    from llmkit.ratelimit import SharedLimits
 
 __all__ = ["LLMClient"]
 
@@ -100,6 +106,13 @@ class LLMClient:
         config_path: str | None = None,
         on_retry: Callable[[dict[str, Any]], None] | None = None,
         on_giveup: Callable[[dict[str, Any]], None] | None = None,
+        middleware: Sequence[Middleware] = (),
+        log_level: int | str | None = None,
+        metrics: bool | None = None,
+        prices: PriceTable | Mapping[str, Any] | None = None,
+        max_cost: float | None = None,
+        cache: Any = None,
+        shared_limits: SharedLimits | str | None = None,
         clock: Clock | None = None,
     ) -> None:
         from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
@@ -143,7 +156,18 @@ class LLMClient:
         self.model = model or provider_settings.default_model or adapter_cls.default_model
         self.defaults: LLMConfig = defaults
         self._adapter = adapter_cls(base_url=base_url or provider_settings.base_url, timeout=defaults.timeout)
-        self._pool = KeyPool(self._adapter, keys, rate_limits=limits, pool_config=pool_config, clock=clock)
+        if isinstance(shared_limits, str):
+            from llmkit.backends.redis import RedisLimits
+
+            shared_limits = RedisLimits(shared_limits)
+        self._pool = KeyPool(
+            self._adapter,
+            keys,
+            rate_limits=limits,
+            pool_config=pool_config,
+            clock=clock,
+            shared_limits=shared_limits,
+        )
         self._dispatch = Dispatcher(
             self._pool,
             retry,
@@ -153,6 +177,24 @@ class LLMClient:
             on_retry=on_retry,
             on_giveup=on_giveup,
         )
+        # Chain order (documented in llmkit.middleware): the user's, then logging, then metrics.
+        builtins, self._metrics = builtin_middleware(
+            name,
+            log_level=log_level,
+            metrics=settings.global_.metrics_enabled if metrics is None else metrics,
+        )
+        # Then cost/budget and the cache, innermost (llmkit.costs, llmkit.cache).
+        from llmkit.cache import CacheMiddleware
+        from llmkit.costs import CostMiddleware, resolve_prices
+
+        self._cache = CacheMiddleware.for_client(cache, name)
+        self._cost = CostMiddleware(
+            resolve_prices(prices, getattr(settings, "prices", None)),  # hook: settings' price overrides
+            max_cost=max_cost,
+            cache_lookup=self._cache.lookup,
+        )
+        self._middleware = [*middleware, *builtins, self._cost, self._cache]
+        self._handler = build_chain(self._middleware, self._send)
 
     def __repr__(self) -> str:
         return f"LLMClient(provider={self.provider!r}, model={self.model!r}, keys={len(self._pool.slots)})"
@@ -177,19 +219,36 @@ class LLMClient:
             extra=kwargs,
         )
 
-    def complete(self, messages: MessagesInput, **kwargs: Any) -> Response:
+    def complete(self, messages: MessagesInput, **kwargs: Any) -> Any:
         """Complete a prompt or conversation, blocking until the answer is in.
 
         Keyword arguments: ``model``, ``temperature``, ``max_tokens``,
         ``system_prompt``, ``stop``, ``timeout``, ``max_retries``,
-        ``retry_delay`` (so ``**LLMConfig(...).to_dict()`` works); anything
+        ``retry_delay`` (so ``**LLMConfig(...).to_dict()`` works);
+        ``response_model=`` a pydantic model for a validated structured answer
+        (``include_response=True`` returns ``(model, Response)``); anything
         else is passed to the provider as it is.
+
+        Returns a :class:`Response`, or the validated model for ``response_model``.
         """
+        include_response = kwargs.pop("include_response", False)
         request = self._request(messages, kwargs)
+        response = self._handler(request)
+        if request.response_model is None:
+            return response
+        return (response.parsed, response) if include_response else response.parsed
+
+    def _send(self, request: Request) -> Response:
+        """The end of the middleware chain: the pool (structured calls via instructor)."""
+        if request.response_model is not None:
+            from llmkit.structured import run_structured
+
+            return run_structured(self._dispatch, request)
         return self._dispatch.execute(request)
 
     def stream(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """Stream the answer: iterate for text; ``usage`` is set once it ends."""
+        kwargs.pop("cache", None)  # streams are never cached
         request = self._request(messages, kwargs, stream=True)
         return TextStream(self._dispatch.stream(request), provider=self.provider, model=request.model)
 
@@ -202,15 +261,68 @@ class LLMClient:
 
         Bad input raises here, at once, rather than inside the Future.
         """
-        request = self._request(messages, kwargs)
-        return self._pool.executor().submit(self._dispatch.execute, request)
+        check = dict(kwargs)
+        check.pop("include_response", None)
+        self._request(messages, check)  # validate now, in the caller's thread
+        return self._pool.executor().submit(self.complete, messages, **kwargs)
 
     def map(self, prompts: Iterable[MessagesInput], **kwargs: Any) -> list[Response]:
         """Complete many prompts concurrently; results in input order. The first error raises."""
         futures = [self.submit(p, **dict(kwargs)) for p in prompts]
         return [f.result() for f in futures]
 
+    def batch(
+        self,
+        items: Iterable[Any],
+        *,
+        response_model: Any = None,
+        progress: bool = True,
+        checkpoint: str | os.PathLike[str] | None = None,
+        on_error: str = "record",
+        concurrency: int | None = None,
+        shard: tuple[int, int] | None = None,
+        retry_failed: bool = True,
+        fsync: str = "line",
+        **kwargs: Any,
+    ) -> BatchResult:
+        """Run many items, resumably; results in input order (see :mod:`llmkit.batch`).
+
+        ``items``: prompts, message lists, or dicts ``{"id", "messages" or
+        "prompt", ...per-item keyword arguments}`` (id: given, else the index).
+        At most ``concurrency`` (default: the pool's worker count) run at once.
+        ``checkpoint="run.jsonl"`` records every finished item; a rerun skips
+        those that succeeded and retries failed ones (``retry_failed=False``
+        keeps them). ``on_error="record"`` puts an :class:`~llmkit.batch.ItemError`
+        in a failed item's slot; ``"raise"`` stops at the first error.
+        ``shard=(index, count)`` runs only this shard's items, with its own
+        checkpoint file. Ctrl-C raises :class:`~llmkit.batch.BatchInterrupted`
+        (a KeyboardInterrupt carrying the partial result). Other keyword
+        arguments go to :meth:`complete` for every item.
+        """
+        from llmkit.batch import run_batch
+
+        return run_batch(
+            self, items, response_model=response_model, progress=progress, checkpoint=checkpoint,
+            on_error=on_error, concurrency=concurrency, shard=shard, retry_failed=retry_failed,
+            fsync=fsync, **kwargs,
+        )  # fmt: skip
+
     # -- pool ----------------------------------------------------------------------
+
+    def usage(self) -> dict[str, Any]:
+        """Requests, tokens and dollars so far: totals, ``by_provider``, ``by_model``, ``by_key``.
+
+        Cache hits count in ``requests`` and ``cache_hits`` with no tokens and no
+        cost; ``unpriced_requests`` counts calls whose model has no known price.
+        """
+        return self._cost.tracker.snapshot()
+
+    def metrics(self, reset: bool = False) -> dict[str, Any]:
+        """Counters of this client's calls (see :mod:`llmkit.metrics`); ``{}`` with ``metrics=False``.
+
+        ``reset=True`` zeroes them in the same step (for periodic export).
+        """
+        return self._metrics.snapshot(reset) if self._metrics is not None else {}
 
     def status(self) -> dict[str, Any]:
         """Pool health: total/available/in-use keys and per-key detail (no key is shown)."""
@@ -227,6 +339,7 @@ class LLMClient:
     def close(self, timeout: float | None = None) -> None:
         """Release keys, threads and connections. Idempotent."""
         self._pool.close(timeout)
+        self._cache.close()
 
     def __enter__(self) -> LLMClient:
         return self

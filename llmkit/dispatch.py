@@ -19,8 +19,10 @@ Waiting between attempts:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -49,6 +51,12 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 Hook = Callable[[dict[str, Any]], None]
+
+# The cancel event of the call running in this thread (set by llmkit.aio's workers), so a
+# cancelled asyncio task stops waiting for a key without a parameter through the middleware.
+current_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "llmkit_cancel", default=None
+)
 
 # Output tokens reserved when neither the call nor the settings say how many.
 DEFAULT_OUTPUT_RESERVATION = 1024
@@ -151,15 +159,22 @@ class Dispatcher:
         return error
 
     def execute(
-        self, request: Request, send: Callable[[Any, Request], ProviderReply] | None = None
+        self,
+        request: Request,
+        send: Callable[[Any, Request], ProviderReply] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Response:
-        """Run ``send`` (default: the provider's ``complete``) with a key, retrying as the policy says."""
+        """Run ``send`` (default: the provider's ``complete``) with a key, retrying as the policy says.
+
+        ``cancel`` (default: :data:`current_cancel`), once set, stops a wait for a key.
+        """
         send = send or self.pool.provider.complete
+        cancel = cancel if cancel is not None else current_cancel.get()
         attempts = _Attempts(self, self.policy_for(request))
         cost = self.estimate(request)
         clock = self.pool.clock
         while True:
-            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid)
+            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
             attempts.tries += 1
             try:
                 client = lease.slot.client
@@ -182,16 +197,18 @@ class Dispatcher:
             stamp(response, "attempts", attempts.tries)
             return response
 
-    def stream(self, request: Request) -> Iterator[StreamDelta]:
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamDelta]:
         """Stream with a key held for the whole stream; retried only before the first text.
 
         The key is released when the stream ends, fails, or is closed early
         (``GeneratorExit``); the reservation is reconciled with the final usage.
+        ``cancel`` as in :meth:`execute` (read when the stream starts).
         """
+        cancel = cancel if cancel is not None else current_cancel.get()
         attempts = _Attempts(self, self.policy_for(request))
         cost = self.estimate(request)
         while True:
-            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid)
+            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
             attempts.tries += 1
             state = _StreamState()
             try:

@@ -16,7 +16,7 @@ import math
 import threading
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from llmkit.errors import (
 )
 from llmkit.health import KeyHealth
 from llmkit.providers.base import Provider, fingerprint
-from llmkit.ratelimit import Cost, KeyLimiter, Reservation, ServerLimitState
+from llmkit.ratelimit import Cost, KeyLimiter, Reservation, ServerLimitState, SharedLimits
 from llmkit.types import Usage
 
 if TYPE_CHECKING:
@@ -104,6 +104,7 @@ class KeyPool:
         rate_limits: Sequence[RateLimit | None],
         pool_config: PoolConfig,
         clock: Clock | None = None,
+        shared_limits: SharedLimits | None = None,
     ) -> None:
         self.provider = provider
         self.config = pool_config
@@ -113,7 +114,7 @@ class KeyPool:
                 i,
                 key,
                 provider,
-                KeyLimiter(rate_limits[i], self.clock),
+                self._limiter(rate_limits[i], fingerprint(key), shared_limits),
                 KeyHealth(pool_config.failure_threshold, pool_config.circuit_cooldown),
             )
             for i, key in enumerate(api_keys)
@@ -131,18 +132,31 @@ class KeyPool:
     def __repr__(self) -> str:
         return f"KeyPool({self.provider.name}, keys={len(self.slots)})"
 
+    def _limiter(self, rate_limit: RateLimit | None, key_id: str, shared: SharedLimits | None) -> KeyLimiter:
+        if shared is None or rate_limit is None:
+            return KeyLimiter(rate_limit, self.clock)
+        return shared.limiter(rate_limit, self.clock, f"{self.provider.name}:{key_id}")
+
     @property
     def closed(self) -> bool:
         return self._closed
 
     # -- acquiring -----------------------------------------------------------------
 
-    def acquire(self, cost: Cost, timeout: float | None, avoid: int | None = None) -> Lease:
+    def acquire(
+        self,
+        cost: Cost,
+        timeout: float | None,
+        avoid: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Lease:
         """A key that can admit ``cost``, waiting in FIFO order up to ``timeout`` seconds.
 
         ``avoid`` names a key to pass over when another is free (the one that
         just failed). Raises PoolExhaustedError on timeout, AuthenticationError
-        when every key is disabled, PoolClosedError once closed.
+        when every key is disabled, PoolClosedError once closed, and
+        ``concurrent.futures.CancelledError`` once ``cancel`` is set (whoever
+        sets it calls :meth:`interrupt` so the wait notices at once).
         """
         if not self._warm:
             self._warm_up()
@@ -155,12 +169,17 @@ class KeyPool:
                 while True:
                     if self._closed:
                         raise PoolClosedError("The client is closed", provider=self.provider.name)
+                    if cancel is not None and cancel.is_set():
+                        raise CancelledError("cancelled while waiting for a key")
                     now = clock.now()
                     slot, wait = self._best_slot(cost, now, avoid)
                     if self._queue[0] != ticket:
                         wait = _INF
                     elif slot is not None and wait <= 0:
-                        return self._take(slot, cost, now)
+                        lease = self._take(slot, cost, now)
+                        if lease is not None:
+                            return lease
+                        continue  # a shared limiter knew better: rank the keys again
                     remaining = _INF if deadline is None else deadline - now
                     if remaining <= 0:
                         raise self._exhausted(timeout, now)
@@ -205,9 +224,11 @@ class KeyPool:
             raise self._all_disabled()
         return best, (best_rank[0] if best_rank else _INF)
 
-    def _take(self, slot: KeySlot, cost: Cost, now: float) -> Lease:
+    def _take(self, slot: KeySlot, cost: Cost, now: float) -> Lease | None:
+        reservation, _ = slot.limiter.try_reserve(cost)
+        if reservation is None:
+            return None
         slot.health.on_acquire(now)
-        reservation = slot.limiter.reserve(cost)
         slot.requests += 1
         self._next = (slot.index + 1) % len(self.slots)
         return Lease(slot, reservation)
@@ -300,6 +321,11 @@ class KeyPool:
     def _wake(self) -> None:
         """Wake the waiters (the caller holds the lock) so the head re-checks the keys."""
         if self._queue:
+            self._condition.notify_all()
+
+    def interrupt(self) -> None:
+        """Wake every waiter so each re-checks its ``cancel`` event (see :meth:`acquire`)."""
+        with self._condition:
             self._condition.notify_all()
 
     def enable_key(self, key_id: str) -> None:

@@ -22,7 +22,7 @@ import math
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmkit.clock import Clock, SystemClock
 from llmkit.errors import CapacityTimeoutError
@@ -30,7 +30,7 @@ from llmkit.errors import CapacityTimeoutError
 if TYPE_CHECKING:
     from llmkit.config import RateLimit
 
-__all__ = ["Cost", "KeyLimiter", "Reservation", "ServerLimitState", "TokenBucket"]
+__all__ = ["Cost", "KeyLimiter", "Reservation", "ServerLimitState", "SharedLimits", "TokenBucket"]
 
 _INF = math.inf
 
@@ -110,6 +110,12 @@ class TokenBucket:
         with self._lock:
             self._refill()
             self._level = min(self._level, 0.0)
+
+    def set_level(self, level: float) -> None:
+        """Set the level as of now (a mirror of shared state elsewhere)."""
+        with self._lock:
+            self._updated = self._clock.now()
+            self._level = min(self.capacity, level)
 
     def cap(self, level: float) -> None:
         """Lower the level to ``level`` if it is above it."""
@@ -259,6 +265,17 @@ class KeyLimiter:
             return cost
         return Cost(cost.requests, input_tokens, output_tokens)
 
+    def try_reserve(self, cost: Cost) -> tuple[Reservation | None, float]:
+        """Reserve ``cost`` if this key can admit it now; else ``(None, seconds to wait)``.
+
+        Shared limiters (``llmkit.backends.redis``) override this with one
+        atomic check-and-take; :meth:`wait_time` is then only an estimate.
+        """
+        wait = self.wait_time(cost)
+        if wait > 0:
+            return None, wait
+        return self.reserve(cost), 0.0
+
     def reserve(self, cost: Cost) -> Reservation:
         """Take ``cost`` (clamped) from every bucket and count one more request in flight."""
         cost = self.clamp(cost)
@@ -326,3 +343,12 @@ class KeyLimiter:
         """Remaining capacity per limit, for status output."""
         remaining = {name: round(bucket.level, 1) for name, bucket in self.buckets.items()}
         return {"in_flight": self.in_flight, "max_concurrent": self.max_concurrent, "remaining": remaining}
+
+
+class SharedLimits(Protocol):
+    """Where limiters share their buckets with other processes (e.g. Redis).
+
+    ``name`` identifies the key (provider and fingerprint, never the key).
+    """
+
+    def limiter(self, rate_limit: RateLimit, clock: Clock, name: str) -> KeyLimiter: ...

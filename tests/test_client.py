@@ -22,7 +22,7 @@ from llmkit import (
     RequestTimeoutError,
 )
 from llmkit.providers.base import fingerprint
-from llmkit.testing import Fault, FakeLLMServer
+from llmkit.testing import FakeLLMServer, Fault
 
 SECRET = "sk-test-SECRETKEY0123456789"
 SECRET2 = "sk-test-OTHERSECRET98765432"
@@ -38,8 +38,14 @@ def server():
 @pytest.fixture(autouse=True)
 def clean(server, monkeypatch):
     server.reset()
-    for var in ("OPENAI_API_KEY", "OPENAI_API_KEYS", "ANTHROPIC_API_KEY", "ANTHROPIC_API_KEYS",
-                "LLM_CONFIG_PATH", "LLM_DEFAULT_PROVIDER"):
+    for var in (
+        "OPENAI_API_KEY",
+        "OPENAI_API_KEYS",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_API_KEYS",
+        "LLM_CONFIG_PATH",
+        "LLM_DEFAULT_PROVIDER",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -101,8 +107,14 @@ def test_parameters_reach_the_server(server, provider):
 
 
 def test_llm_config_to_dict_is_accepted_by_complete(server):
-    config = LLMConfig(temperature=0.3, max_tokens=77, max_retries=1, retry_delay=0.01, timeout=5.0,
-                       system_prompt="Be precise.")
+    config = LLMConfig(
+        temperature=0.3,
+        max_tokens=77,
+        max_retries=1,
+        retry_delay=0.01,
+        timeout=5.0,
+        system_prompt="Be precise.",
+    )
     with make(server, "openai") as client:
         client.complete([Message(MessageRole.USER, "Hi")], **config.to_dict())
     body = server.requests[-1].body
@@ -217,10 +229,19 @@ def test_keys_never_appear_in_reprs_errors_or_logs(server, caplog, monkeypatch):
     from llmkit.config import load_settings
 
     settings = load_settings()
-    with LLMClient("anthropic", base_url=server.anthropic_base_url, retry_delay=0.01, max_retries=1) as client:
+    with LLMClient(
+        "anthropic", base_url=server.anthropic_base_url, retry_delay=0.01, max_retries=1
+    ) as client:
         client.complete("Hi")
-        texts = [repr(client), str(client), repr(settings), str(settings), str(client.status()),
-                 repr(client._pool), repr(client._pool.slots)]
+        texts = [
+            repr(client),
+            str(client),
+            repr(settings),
+            str(settings),
+            str(client.status()),
+            repr(client._pool),
+            repr(client._pool.slots),
+        ]
     server.script(Fault(status=401, message=f"Incorrect API key provided: {SECRET2}"))
     with make(server, "openai", keys=(SECRET2,)) as client, pytest.raises(AuthenticationError) as info:
         client.complete("Hi")

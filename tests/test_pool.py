@@ -129,7 +129,7 @@ def test_429_cools_the_key_and_the_retry_goes_to_another_key_at_once():
 
 
 def test_all_keys_rate_limited_waits_for_the_first_to_cool_down():
-    clock, provider, pool, dispatcher, _, _ = make(keys=KEYS[:1])
+    clock, provider, _, dispatcher, _, _ = make(keys=KEYS[:1])
     provider.scripts[KEYS[0]].append(RateLimitError("slow down", status_code=429, retry_after=5.0))
     result: list = []
     t = threading.Thread(target=lambda: result.append(dispatcher.execute(req())), daemon=True)
@@ -223,7 +223,7 @@ def test_circuit_opens_after_repeated_failures_and_traffic_moves_away():
 
 
 def test_pool_exhausted_error_says_why():
-    clock, provider, pool, dispatcher, _, _ = make(acquire_timeout=2.0)
+    clock, provider, _, dispatcher, _, _ = make(acquire_timeout=2.0)
     for key in KEYS[:2]:
         provider.scripts[key].append(RateLimitError("slow", status_code=429, retry_after=60.0))
     provider.scripts[KEYS[2]].append(AuthenticationError("bad", status_code=401))
@@ -249,12 +249,14 @@ def test_pool_exhausted_error_says_why():
 
 
 def test_rate_limited_pool_never_admits_more_than_the_limit_in_any_window():
-    clock, provider, pool, dispatcher, _, _ = make(
+    clock, provider, _, dispatcher, _, _ = make(
         keys=KEYS[:2], rate_limit=RateLimit(requests_per_minute=5), acquire_timeout=None
     )
     done: list = []
-    threads = [threading.Thread(target=lambda: done.append(dispatcher.execute(req())), daemon=True)
-               for _ in range(30)]
+    threads = [
+        threading.Thread(target=lambda: done.append(dispatcher.execute(req())), daemon=True)
+        for _ in range(30)
+    ]
     for t in threads:
         t.start()
     _wait(lambda: len(done) == 10 and clock.waiting == 20)

@@ -131,8 +131,11 @@ class AnthropicProvider(Provider):
 
     @staticmethod
     def _usage(usage: Any) -> Usage:
+        """Anthropic counts cache reads and writes apart from ``input_tokens``; llmkit
+        counts every input token in ``input_tokens``, cache reads also in ``cached_input_tokens``."""
         cached = getattr(usage, "cache_read_input_tokens", None) or 0
-        return Usage(usage.input_tokens or 0, usage.output_tokens or 0, cached)
+        written = getattr(usage, "cache_creation_input_tokens", None) or 0
+        return Usage((usage.input_tokens or 0) + cached + written, usage.output_tokens or 0, cached)
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
         """Anthropic's ``anthropic-ratelimit-*`` headers."""

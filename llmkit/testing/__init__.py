@@ -1,1 +1,60 @@
-"""Tools for testing code that uses llmkit: a fake provider server and a mock client."""
+"""Tools for testing code that uses llmkit: a fake provider server and a mock client.
+
+Names are imported on first use, so ``import llmkit.testing`` stays cheap and
+``python -m llmkit.testing.fake_server`` runs without a double import.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .fake_server import (
+        FakeLLMServer,
+        Fault,
+        RequestInfo,
+        RequestRecord,
+        ServerLimits,
+        SpawnedFakeServer,
+        ToolCallReply,
+        count_tokens,
+        spawn_fake_server,
+    )
+
+_LAZY = {
+    "FakeLLMServer": ".fake_server",
+    "Fault": ".fake_server",
+    "RequestInfo": ".fake_server",
+    "RequestRecord": ".fake_server",
+    "ServerLimits": ".fake_server",
+    "SpawnedFakeServer": ".fake_server",
+    "ToolCallReply": ".fake_server",
+    "count_tokens": ".fake_server",
+    "spawn_fake_server": ".fake_server",
+}
+
+__all__ = [
+    "FakeLLMServer",
+    "Fault",
+    "RequestInfo",
+    "RequestRecord",
+    "ServerLimits",
+    "SpawnedFakeServer",
+    "ToolCallReply",
+    "count_tokens",
+    "spawn_fake_server",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,1 @@
+"""Backends that share state between processes and machines."""

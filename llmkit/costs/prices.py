@@ -1,0 +1,183 @@
+"""Model prices (USD per million tokens) and the cost of a call's usage.
+
+See :mod:`llmkit.costs` for how a model id is matched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmkit.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from llmkit.types import Usage
+
+__all__ = ["ModelPrice", "PriceTable", "builtin_prices", "resolve_prices"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+_PER_TOKEN = 1e-6  # prices are per million tokens
+_VERSION_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|v\d+(?:[.:]\d+)*))+")
+_MAX_RESOLVED = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPrice:
+    """USD per million tokens. ``cached_input`` None means the same as ``input``."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.cached_input is None:
+            object.__setattr__(self, "cached_input", self.input)
+
+    def cost(self, usage: Usage) -> float:
+        """Dollars for ``usage``; its cached input tokens (part of input) at the cached price."""
+        cached = min(max(usage.cached_input_tokens, 0), usage.input_tokens)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        return (
+            (usage.input_tokens - cached) * self.input
+            + cached * cached_price
+            + usage.output_tokens * self.output
+        ) * _PER_TOKEN
+
+
+def _price_from(model: str, value: Any) -> ModelPrice:
+    if isinstance(value, ModelPrice):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"The price of {model!r} must be a mapping like "
+            '{"input": 1.0, "output": 2.0, "cached_input": 0.5} (USD per million tokens), '
+            f"got {value!r}."
+        )
+    unknown = set(value) - {"input", "output", "cached_input"}
+    if unknown or "input" not in value or "output" not in value:
+        raise ConfigurationError(
+            f"The price of {model!r} needs 'input' and 'output' (and optionally 'cached_input'), "
+            f"in USD per million tokens; got the fields {sorted(value)}."
+        )
+    for field_name in ("input", "output", "cached_input"):
+        number = value.get(field_name)
+        if field_name == "cached_input" and number is None:
+            continue
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not (math.isfinite(number) and number >= 0)
+        ):
+            raise ConfigurationError(
+                f"The {field_name} price of {model!r} must be a number >= 0 (USD per million tokens), "
+                f"got {number!r}."
+            )
+    return ModelPrice(float(value["input"]), float(value["output"]), value.get("cached_input"))
+
+
+_builtin_lock = threading.Lock()
+_builtin: dict[str, ModelPrice] | None = None
+
+
+def builtin_prices() -> dict[str, ModelPrice]:
+    """The prices shipped in ``llmkit/data/prices.json`` (read once, on first use)."""
+    global _builtin
+    with _builtin_lock:
+        if _builtin is None:
+            import json
+            from importlib import resources
+
+            data = json.loads(resources.files("llmkit").joinpath("data/prices.json").read_text("utf-8"))
+            table = {
+                model.lower(): _price_from(model, price)
+                for models in data["models"].values()
+                for model, price in models.items()
+            }
+            for alias, target in data.get("aliases", {}).items():
+                table[alias.lower()] = table[target.lower()]
+            _builtin = table
+        return _builtin
+
+
+class PriceTable:
+    """Model prices: the built-in list under your ``overrides``.
+
+    Args:
+        overrides: ``{model id: {"input", "output", "cached_input"}}`` in USD per
+            million tokens (or :class:`ModelPrice`); they win over the built-in
+            list, and their ids are matched by prefix the same way.
+        builtin: False to use only ``overrides``.
+    """
+
+    def __init__(self, overrides: Mapping[str, Any] | None = None, *, builtin: bool = True) -> None:
+        self._overrides = {m.lower(): _price_from(m, p) for m, p in (overrides or {}).items()}
+        self._builtin = builtin
+        self._resolved: dict[str, ModelPrice | None] = {}
+
+    def __repr__(self) -> str:
+        return f"PriceTable(overrides={len(self._overrides)}, builtin={self._builtin})"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> PriceTable:
+        """A new table with more overrides on top of these."""
+        return PriceTable({**self._overrides, **overrides}, builtin=self._builtin)
+
+    def models(self) -> dict[str, ModelPrice]:
+        """Every model id with a price (aliases included)."""
+        table = dict(builtin_prices()) if self._builtin else {}
+        table.update(self._overrides)
+        return table
+
+    def lookup(self, model: str) -> ModelPrice | None:
+        """The price of ``model``: exact id, then the longest prefix + a version suffix; else None."""
+        try:
+            return self._resolved[model]
+        except KeyError:
+            pass
+        price = self._find(model)
+        if price is None:
+            logger.debug("no price known for model %r: its cost is None", model)
+        if len(self._resolved) < _MAX_RESOLVED:
+            self._resolved[model] = price
+        return price
+
+    def _find(self, model: str) -> ModelPrice | None:
+        name = model.lower().removeprefix("models/")
+        tables = [self._overrides, builtin_prices()] if self._builtin else [self._overrides]
+        for table in tables:  # an override (exact or prefix) beats the built-in list
+            if name in table:
+                return table[name]
+            cut = len(name)
+            while (cut := max(name.rfind("-", 0, cut), name.rfind("@", 0, cut))) > 0:
+                if name[:cut] in table and _VERSION_SUFFIX.fullmatch(name, cut):
+                    return table[name[:cut]]
+        return None
+
+    def cost(self, model: str, usage: Usage) -> float | None:
+        """Dollars for ``usage`` on ``model``; None when its price is unknown."""
+        price = self.lookup(model)
+        return None if price is None else price.cost(usage)
+
+
+def resolve_prices(
+    prices: PriceTable | Mapping[str, Any] | None, settings_overrides: Mapping[str, Any] | None = None
+) -> PriceTable:
+    """The client's table: the built-in list < ``settings_overrides`` < ``prices``.
+
+    ``prices`` may be a :class:`PriceTable` (used as it is), a mapping of
+    overrides, or None. ``settings_overrides`` is the hook for prices from the
+    YAML file / environment.
+    """
+    if isinstance(prices, PriceTable):
+        return prices
+    if prices is not None and not isinstance(prices, Mapping):
+        raise ConfigurationError(
+            f"prices must be a llmkit.costs.PriceTable or a mapping of model prices, got {prices!r}."
+        )
+    return PriceTable({**(settings_overrides or {}), **(prices or {})})

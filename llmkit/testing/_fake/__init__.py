@@ -1,0 +1,8 @@
+"""Internals of :mod:`llmkit.testing.fake_server` (not public API; import from llmkit.testing).
+
+Layout: ``tokens`` and ``schema`` (pure helpers), ``replies`` (Fault,
+ToolCallReply, RequestInfo), ``buckets`` (server-side limits), ``faults``
+(script, rules, random faults), ``log`` (request log), ``dialect_base`` with
+one ``dialect_*`` module per provider, ``engine`` (request -> reply, no
+sockets), ``handler`` (HTTP), ``spawn`` and ``cli`` (subprocess mode).
+"""

@@ -1,0 +1,209 @@
+"""Anthropic Messages, as the fake server speaks it.
+
+``POST /v1/messages`` (non-streamed and SSE) and ``POST /v1/messages/count_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, BucketState
+from .dialect_base import (
+    BadRequest,
+    Dialect,
+    Headers,
+    Output,
+    StreamEvent,
+    dumps,
+    fragments,
+    limit_text,
+    new_id,
+    rfc3339_after,
+    sse,
+)
+from .replies import RequestInfo
+from .tokens import IMAGE_TOKENS, count_tokens, split_deltas
+
+__all__ = ["AnthropicDialect"]
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool": "tool_use"}
+_PATHS = {"/v1/messages": "chat", "/v1/messages/count_tokens": "count_tokens"}
+_HEADER_NAMES = ((REQUESTS, "requests"), (INPUT, "input-tokens"), (OUTPUT, "output-tokens"))
+
+
+def read_blocks(content: Any, where: str) -> tuple[str, int]:
+    """Return the text of a content (string or blocks) and its token count."""
+    if isinstance(content, str):
+        return content, count_tokens(content)
+    if not isinstance(content, list):
+        raise BadRequest(f"{where}: Input should be a valid string or list", where)
+    texts, tokens = [], 0
+    for index, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise BadRequest(f"{where}.{index}: Input should be a content block", where)
+        kind = block["type"]
+        if isinstance(block.get("text"), str):
+            texts.append(block["text"])
+            tokens += count_tokens(block["text"])
+        elif kind == "tool_use":
+            tokens += count_tokens(dumps(block.get("input", {})))
+        elif kind == "tool_result":
+            result = block.get("content", "")
+            tokens += read_blocks(result, f"{where}.{index}.content")[1] if result else 0
+        else:  # image, document...
+            tokens += IMAGE_TOKENS
+    return "\n".join(texts), tokens
+
+
+class AnthropicDialect(Dialect):
+    name = "anthropic"
+    request_id_header = "request-id"
+    tool_id_prefix = "toolu_"
+
+    def route(self, method: str, path: str) -> str | None:
+        return _PATHS.get(path) if method == "POST" else None
+
+    def api_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        key = headers.get("x-api-key", "").strip()
+        if key:
+            return key
+        auth = headers.get("authorization", "")  # the SDK's auth_token
+        return auth[7:].strip() or None if auth[:7].lower() == "bearer " else None
+
+    def parse(self, endpoint: str, path: str, body: Any, key: str | None) -> RequestInfo:
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model: Field required", "model")
+        raw = body.get("messages")
+        if not isinstance(raw, list) or not raw:
+            raise BadRequest("messages: Field required (a non-empty list)", "messages")
+        max_tokens = body.get("max_tokens")
+        if endpoint == "chat" and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise BadRequest("max_tokens: Field required (an integer >= 1)", "max_tokens")
+        messages, tokens = [], 0
+        if body.get("system"):
+            text, tokens = read_blocks(body["system"], "system")
+            messages.append({"role": "system", "content": text})
+        for index, message in enumerate(raw):
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+                raise BadRequest(f"messages.{index}.role: Input should be 'user' or 'assistant'")
+            text, count = read_blocks(message.get("content"), f"messages.{index}.content")
+            messages.append({"role": message["role"], "content": text})
+            tokens += count
+        tools = {}
+        for tool in body.get("tools") or []:
+            if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+                raise BadRequest("tools: each tool needs a name", "tools")
+            tools[tool["name"]] = tool.get("input_schema") or {"type": "object"}
+        return RequestInfo(
+            provider=self.name, model=model, messages=messages, key=key, path=path,
+            params={k: v for k, v in body.items() if k not in ("messages", "system")},
+            stream=bool(body.get("stream")), max_tokens=max_tokens, input_tokens=tokens,
+            tools=tools, forced_tool=_forced_tool(body.get("tool_choice"), tools),
+            endpoint=endpoint,
+        )
+
+    def reply_id(self) -> str:
+        return new_id("msg_")
+
+    def _content(self, out: Output) -> dict[str, Any]:
+        if out.tool_name is not None:
+            return {"type": "tool_use", "id": out.tool_id, "name": out.tool_name,
+                    "input": dict(out.tool_arguments or {})}
+        return {"type": "text", "text": out.text}
+
+    def _message(self, info: RequestInfo, reply_id: str, content: list[Any],
+                 stop: str | None, output_tokens: int) -> dict[str, Any]:
+        return {
+            "id": reply_id, "type": "message", "role": "assistant", "model": info.model,
+            "content": content, "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": info.input_tokens, "output_tokens": output_tokens,
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }
+
+    def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:
+        return self._message(info, reply_id, [self._content(out)], _STOP[out.finish],
+                             out.output_tokens)
+
+    def stream_events(self, info: RequestInfo, out: Output, reply_id: str) -> list[StreamEvent]:
+        def event(name: str, data: dict[str, Any], delta: bool = False) -> StreamEvent:
+            return StreamEvent(sse({"type": name, **data}, event=name), delta)
+
+        start = self._content(out)
+        if out.tool_name is not None:
+            start["input"] = {}
+            deltas = [{"type": "input_json_delta", "partial_json": p}
+                      for p in fragments(out.arguments_json)]
+        else:
+            start["text"] = ""
+            deltas = [{"type": "text_delta", "text": p} for p in split_deltas(out.text)]
+        message = self._message(info, reply_id, [], None, 1)
+        return [
+            event("message_start", {"message": message}),
+            event("content_block_start", {"index": 0, "content_block": start}),
+            event("ping", {}),
+            *[event("content_block_delta", {"index": 0, "delta": d}, True) for d in deltas],
+            event("content_block_stop", {"index": 0}),
+            event("message_delta", {
+                "delta": {"stop_reason": _STOP[out.finish], "stop_sequence": None},
+                "usage": {"output_tokens": out.output_tokens}}),
+            event("message_stop", {}),
+        ]
+
+    def count_tokens_body(self, info: RequestInfo) -> dict[str, Any]:
+        return {"input_tokens": info.input_tokens}
+
+    def error_body(self, status: int, message: str, error_type: str | None) -> dict[str, Any]:
+        kind = error_type or _ERROR_TYPES.get(status) or (
+            "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    def stream_error(self, status: int, message: str, error_type: str | None) -> bytes:
+        return sse(self.error_body(status, message, error_type), event="error")
+
+    def malformed_stream(self) -> bytes:
+        return b'event: message_start\ndata: {"type": "message_start", "message": {\n\n'
+
+    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
+        headers: Headers = []
+        tokens = state.get(TOKENS) or _tightest(state.get(INPUT), state.get(OUTPUT))
+        for name, bucket in [(label, state.get(b)) for b, label in _HEADER_NAMES] + [
+                ("tokens", tokens)]:
+            if bucket is not None:
+                prefix = f"anthropic-ratelimit-{name}"
+                headers += [
+                    (f"{prefix}-limit", limit_text(bucket.limit)),
+                    (f"{prefix}-remaining", str(bucket.remaining)),
+                    (f"{prefix}-reset", rfc3339_after(bucket.reset_seconds)),
+                ]
+        return headers
+
+
+def _tightest(first: BucketState | None, second: BucketState | None) -> BucketState | None:
+    """The most restrictive token limit in effect (what ``tokens-*`` headers show)."""
+    if first is None or second is None:
+        return first or second
+    return first if first.remaining <= second.remaining else second
+
+
+def _forced_tool(choice: Any, tools: Mapping[str, Any]) -> str | None:
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool" and isinstance(choice.get("name"), str):
+        return str(choice["name"])
+    if choice.get("type") == "any" and tools:
+        return next(iter(tools))
+    return None
+

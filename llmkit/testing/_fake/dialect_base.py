@@ -1,0 +1,203 @@
+"""The contract every provider dialect of the fake server fulfils, and shared helpers.
+
+A dialect knows one provider's wire format: which paths it serves, where the
+API key is, how to read a request into a :class:`RequestInfo`, and how to
+write replies, SSE streams, errors and rate-limit headers. It holds no state;
+the engine decides what to answer. Adding a provider (say Gemini) means one
+more module with a :class:`Dialect` subclass, listed in ``engine.DIALECTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, ClassVar
+
+from .buckets import BucketState
+from .replies import RequestInfo, ToolCallReply
+from .schema import example_from_schema
+from .tokens import count_tokens, truncate_tokens
+
+__all__ = [
+    "BadRequest",
+    "Dialect",
+    "Output",
+    "StreamEvent",
+    "build_output",
+    "default_reply",
+    "dumps",
+    "fragments",
+    "go_duration",
+    "new_id",
+    "rfc3339_after",
+    "sse",
+]
+
+Headers = list[tuple[str, str]]
+
+
+class BadRequest(Exception):
+    """The request body is not what the provider accepts (answered with a 400)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True)
+class Output:
+    """A decided reply, independent of the provider's format.
+
+    ``finish`` is ``"stop"``, ``"length"`` (cut at max_tokens) or ``"tool"``.
+    """
+
+    text: str = ""
+    tool_name: str | None = None
+    tool_arguments: Mapping[str, Any] | None = None
+    tool_id: str = ""
+    finish: str = "stop"
+    output_tokens: int = 0
+
+    @property
+    def arguments_json(self) -> str:
+        return dumps(self.tool_arguments or {})
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One SSE event; ``delta`` marks content deltas (where mid-stream faults cut)."""
+
+    data: bytes
+    delta: bool = False
+
+
+def build_output(info: RequestInfo, value: str | ToolCallReply, id_prefix: str = "call_") -> Output:
+    """Turn a reply value into an :class:`Output`, applying ``max_tokens``."""
+    if isinstance(value, ToolCallReply):
+        args = value.arguments
+        if args is None:
+            args = example_from_schema(info.tools.get(value.name) or {"type": "object"})
+        call_id = value.id or new_id(id_prefix)
+        tokens = count_tokens(dumps(args))
+        return Output(tool_name=value.name, tool_arguments=args, tool_id=call_id,
+                      finish="tool", output_tokens=tokens)
+    text, cut = truncate_tokens(str(value), info.max_tokens)
+    return Output(text=text, finish="length" if cut else "stop", output_tokens=count_tokens(text))
+
+
+def default_reply(info: RequestInfo) -> str | ToolCallReply:
+    """A forced tool call, a JSON instance of a requested schema, or the echo."""
+    if info.forced_tool is not None:
+        return ToolCallReply(info.forced_tool)
+    if info.response_schema is not None:
+        return dumps(example_from_schema(info.response_schema))
+    return info.last_user_text
+
+
+def fragments(text: str, size: int = 8) -> list[str]:
+    """Cut ``text`` into pieces of ``size`` characters (streamed tool arguments)."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """Format one server-sent event."""
+    payload = data if isinstance(data, str) else dumps(data)
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:24]
+
+
+def go_duration(seconds: float) -> str:
+    """Format a duration like Go's ``time.Duration`` (``"20ms"``, ``"1s"``, ``"6m0s"``)."""
+    ms = max(0, round(seconds * 1000))
+    if ms == 0:
+        return "0s"
+    if ms < 1000:
+        return f"{ms}ms"
+    minutes, ms = divmod(ms, 60_000)
+    hours, minutes = divmod(minutes, 60)
+    secs = f"{ms / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{secs}"
+    return f"{minutes}m{secs}" if minutes else secs
+
+
+def rfc3339_after(seconds: float) -> str:
+    """The UTC time ``seconds`` from now, as RFC 3339 (``2024-01-01T00:00:05Z``)."""
+    when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def limit_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+class Dialect(ABC):
+    """One provider's wire format (stateless)."""
+
+    name: ClassVar[str]
+    request_id_header: ClassVar[str]
+    tool_id_prefix: ClassVar[str] = "call_"
+
+    @abstractmethod
+    def route(self, method: str, path: str) -> str | None:
+        """The endpoint (``"chat"``, ``"count_tokens"``) this dialect serves at ``path``."""
+
+    @abstractmethod
+    def api_key(self, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+        """The API key of the request (headers have lower-case names)."""
+
+    @abstractmethod
+    def parse(self, endpoint: str, path: str, body: Any, key: str | None) -> RequestInfo:
+        """Read a decoded JSON body; raise :class:`BadRequest` when it is invalid."""
+
+    @abstractmethod
+    def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:
+        """The JSON body of a non-streamed reply."""
+
+    @abstractmethod
+    def stream_events(self, info: RequestInfo, out: Output, reply_id: str) -> list[StreamEvent]:
+        """The SSE events of a streamed reply, the terminator included."""
+
+    @abstractmethod
+    def count_tokens_body(self, info: RequestInfo) -> dict[str, Any]:
+        """The body of a token-count reply."""
+
+    @abstractmethod
+    def error_body(self, status: int, message: str, error_type: str | None) -> dict[str, Any]:
+        """The provider's error body for ``status``."""
+
+    @abstractmethod
+    def stream_error(self, status: int, message: str, error_type: str | None) -> bytes:
+        """The SSE event that reports an error in the middle of a stream."""
+
+    @abstractmethod
+    def malformed_stream(self) -> bytes:
+        """An SSE event whose data is not valid JSON."""
+
+    @abstractmethod
+    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
+        """Rate-limit headers for a key's buckets (only the limits that exist)."""
+
+    def limit_error_type(self, exceeded: str) -> str | None:
+        """The error type of a 429 for the bucket named ``exceeded`` (None: the default)."""
+        return None
+
+    def reply_id(self) -> str:
+        """A fresh id for a reply body."""
+        return new_id("id_")
+
+    def request_id(self) -> str:
+        return new_id("req_")

@@ -1,0 +1,361 @@
+"""The fake server's brain: from an HTTP request to an :class:`HttpReply`, no sockets.
+
+For an API request: route to a dialect -> authenticate -> parse -> early
+faults (rules, random, script) -> rate limits -> reply (script entry, reply
+function, forced tool call, or echo) -> late faults (delay, mid-stream).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from .buckets import Admission, RateLimiter, ServerLimits
+from .dialect_anthropic import AnthropicDialect
+from .dialect_base import BadRequest, Dialect, Output, StreamEvent, build_output, default_reply
+from .dialect_openai import OpenAIDialect
+from .faults import FaultBook
+from .log import RequestLog, RequestRecord
+from .replies import Fault, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply, entry_from_json
+
+__all__ = ["DIALECTS", "Engine", "HttpReply"]
+
+logger = logging.getLogger("llmkit.testing.fake_server")
+
+DIALECTS: tuple[Dialect, ...] = (OpenAIDialect(), AnthropicDialect())
+"""Every provider the server speaks; a new provider is one more entry."""
+
+Headers = list[tuple[str, str]]
+JSON_TYPE = "application/json"
+SSE_TYPE = "text/event-stream; charset=utf-8"
+_DEFAULT_MESSAGES = {
+    429: "Rate limit exceeded (injected by the fake server).",
+    500: "Internal server error (injected by the fake server).",
+    503: "Service unavailable (injected by the fake server).",
+    529: "Overloaded",
+}
+
+
+@dataclass
+class HttpReply:
+    """What to write back; the HTTP layer does the I/O.
+
+    ``events`` (not ``None``) makes a chunked SSE stream; ``cut_at`` stops it
+    before that event, then sends ``cut_event`` or, when it is ``None``, drops
+    the connection. ``drop`` closes without any reply.
+    """
+
+    status: int
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    events: list[StreamEvent] | None = None
+    delay: float = 0.0
+    interval: float = 0.0
+    drop: bool = False
+    cut_at: int | None = None
+    cut_event: bytes | None = None
+    on_done: Callable[[], None] | None = None
+
+
+@dataclass
+class _Call:
+    """One API request in flight through the engine."""
+
+    dialect: Dialect
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    time: float
+    key: str | None = None
+    body: Any = None
+    info: RequestInfo | None = None
+    admission: Admission | None = None
+
+
+class Engine:
+    """Shared state of one fake server: limits, script, faults, log (all thread-safe)."""
+
+    def __init__(
+        self,
+        *,
+        reply: ReplyFunction | None = None,
+        limits: ServerLimits | None = None,
+        key_limits: Mapping[str, ServerLimits] | None = None,
+        valid_keys: Collection[str] | None = None,
+        forbidden_keys: Collection[str] = (),
+        latency: float = 0.0,
+        stream_interval: float = 0.0,
+        fault_rates: Mapping[int | str, float] | None = None,
+        seed: int | None = None,
+        slow_seconds: float = 1.0,
+        fault_retry_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        log_limit: int | None = 100_000,
+    ) -> None:
+        self.reply = reply
+        self.clock = clock
+        self.latency = latency
+        self.stream_interval = stream_interval
+        self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
+        self.forbidden_keys = frozenset(forbidden_keys)
+        self.limiter = RateLimiter(limits, key_limits, clock)
+        self.book = FaultBook(fault_rates, seed, slow_seconds, fault_retry_after)
+        self.log = RequestLog(log_limit)
+
+    def reset(self) -> None:
+        """Clear the log, the script, the fault rules and every key's buckets."""
+        self.log.clear()
+        self.book.reset()
+        self.limiter.reset()
+
+    # Entry point ------------------------------------------------------------
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> HttpReply:
+        path, _, query = target.partition("?")
+        if path.startswith("/_fake/"):
+            return self._admin(method, path, body)
+        for dialect in DIALECTS:
+            endpoint = dialect.route(method, path)
+            if endpoint is not None:
+                call = _Call(dialect, method, path, headers, self.clock())
+                return self._api(call, endpoint, dict(parse_qsl(query)), body)
+        message = f"Unknown request URL: {method} {path}."
+        return _json(404, DIALECTS[0].error_body(404, message, None))
+
+    def crash_reply(self, exc: BaseException) -> HttpReply:
+        """A 500 for an unexpected error inside the server (never a silent hang)."""
+        body = DIALECTS[0].error_body(500, f"The fake server failed: {exc!r}", None)
+        return _json(500, body)
+
+    # API requests -----------------------------------------------------------
+    def _api(self, call: _Call, endpoint: str, query: Mapping[str, str], raw: bytes) -> HttpReply:
+        call.key = call.dialect.api_key(call.headers, query)
+        denied = self._authenticate(call)
+        if denied is not None:
+            return denied
+        try:
+            call.body = json.loads(raw)
+        except ValueError:
+            return self._error(call, 400, "We could not parse the JSON body of your request.")
+        try:
+            info = call.info = call.dialect.parse(endpoint, call.path, call.body, call.key)
+        except BadRequest as exc:
+            return self._error(call, 400, exc.message)
+        except (AttributeError, TypeError, KeyError, ValueError) as exc:  # odd shapes deep down
+            return self._error(call, 400, f"Invalid request body: {exc}")
+        provider, chat = call.dialect.name, endpoint == "chat"
+        early, late = self.book.early(call.key, provider, info.stream, chat)
+        if early is not None:
+            return self._fault(call, early)
+        if not chat:
+            return self._json_reply(call, 200, call.dialect.count_tokens_body(info))
+        assert call.key is not None
+        admission = call.admission = self.limiter.admit(call.key, info.input_tokens,
+                                                        info.max_tokens)
+        if not admission.ok:
+            return self._rate_limited(call, admission)
+        try:
+            value = self._choose(call, info, late)
+        except BaseException:
+            self.limiter.cancel(admission)
+            raise
+        if isinstance(value, Fault):  # from a reply function
+            self.limiter.cancel(admission)
+            return self._fault(call, value)
+        out = build_output(info, value, call.dialect.tool_id_prefix)
+        return self._reply(call, info, out, late)
+
+    def _authenticate(self, call: _Call) -> HttpReply | None:
+        if not call.key:
+            return self._error(call, 401, "Missing API key: send it in the provider's header.",
+                               with_limits=False)
+        if self.valid_keys is not None and call.key not in self.valid_keys:
+            return self._error(call, 401, "Invalid API key.", with_limits=False)
+        if call.key in self.forbidden_keys:
+            return self._error(call, 403, "This API key may not use this resource.",
+                               with_limits=False)
+        return None
+
+    def _choose(self, call: _Call, info: RequestInfo, late: list[Fault]) -> ReplyValue:
+        entry = self.book.take(call.key, call.dialect.name)
+        if isinstance(entry, Fault):
+            late.append(entry)
+        elif entry is not None:
+            return entry
+        value = self._generated(info)
+        if isinstance(value, Fault) and not value.is_early(info.stream):
+            late.append(value)
+            return default_reply(info)
+        return value
+
+    def _generated(self, info: RequestInfo) -> ReplyValue:
+        if self.reply is None:
+            return default_reply(info)
+        value = self.reply(info)
+        if not isinstance(value, (str, ToolCallReply, Fault)):
+            raise TypeError(f"reply= must return str, ToolCallReply or Fault, not {value!r}")
+        return value
+
+    def _reply(self, call: _Call, info: RequestInfo, out: Output, late: list[Fault]) -> HttpReply:
+        dialect, admission, key = call.dialect, call.admission, call.key
+        assert admission is not None and key is not None
+        cut = next((f for f in late if f.after_deltas is not None), None)
+        self._record(call, 200, out, cut.describe() if cut else _label(late))
+        self.log.begin(key)
+
+        def done() -> None:
+            self.limiter.settle(admission, out.output_tokens)
+            self.log.end(key)
+
+        headers = self._headers(call, admission.state)
+        reply = HttpReply(200, headers, delay=self.latency + sum(f.delay for f in late),
+                          on_done=done)
+        reply_id = dialect.reply_id()
+        if not info.stream:
+            reply.body = _dumps(dialect.reply_body(info, out, reply_id))
+            headers.append(("content-type", JSON_TYPE))
+            return reply
+        headers += [("content-type", SSE_TYPE), ("cache-control", "no-cache")]
+        reply.events = dialect.stream_events(info, out, reply_id)
+        reply.interval = self.stream_interval
+        if cut is not None:
+            reply.cut_at = _cut_index(reply.events, cut.after_deltas or 0)
+            if cut.status is not None:
+                message, kind = _fault_message(cut)
+                reply.cut_event = dialect.stream_error(cut.status, message, kind)
+        return reply
+
+    def _fault(self, call: _Call, fault: Fault) -> HttpReply:
+        delay = self.latency + fault.delay
+        stream = call.info is not None and call.info.stream
+        if fault.drop:
+            self._record(call, None, None, fault.describe())
+            return HttpReply(0, delay=delay, drop=True)
+        if fault.malformed:
+            reply = self._json_reply(call, 200, None, fault)
+            if stream:
+                reply.headers[-1] = ("content-type", SSE_TYPE)
+                reply.events = [StreamEvent(call.dialect.malformed_stream())]
+            else:
+                reply.body = b'{"id": "broken", "choices": [{"index": 0, '
+        else:
+            assert fault.status is not None
+            message, kind = _fault_message(fault)
+            reply = self._error(call, fault.status, message, kind, fault.retry_after, fault)
+        reply.delay = delay
+        reply.headers += list(fault.headers.items())
+        return reply
+
+    def _rate_limited(self, call: _Call, admission: Admission) -> HttpReply:
+        what = admission.exceeded.replace("_", " ")
+        if admission.too_large:
+            message = f"Request too large for the {what} per minute limit of this key."
+        else:
+            message = (f"Rate limit reached for {what} per minute. "
+                       f"Please try again in {admission.retry_after:.3f}s.")
+        kind = call.dialect.limit_error_type(admission.exceeded)
+        return self._error(call, 429, message, kind, admission.retry_after,
+                           state=admission.state)
+
+    # Reply helpers -----------------------------------------------------------
+    def _error(self, call: _Call, status: int, message: str, kind: str | None = None,
+               retry_after: float | None = None, fault: Fault | None = None,
+               with_limits: bool = True, state: Any = None) -> HttpReply:
+        body = call.dialect.error_body(status, message, kind)
+        reply = self._json_reply(call, status, body, fault, with_limits, state)
+        if retry_after is not None:
+            seconds = max(1, math.ceil(retry_after - 1e-9))
+            millis = max(1, math.ceil(retry_after * 1000 - 1e-6))
+            reply.headers += [("retry-after", str(seconds)), ("retry-after-ms", str(millis))]
+        reply.delay = self.latency
+        return reply
+
+    def _json_reply(self, call: _Call, status: int, body: Any, fault: Fault | None = None,
+                    with_limits: bool = True, state: Any = None) -> HttpReply:
+        self._record(call, status, None, fault.describe() if fault else None)
+        if state is None and with_limits and call.key:
+            state = self.limiter.state(call.key)
+        headers = self._headers(call, state or {})
+        headers.append(("content-type", JSON_TYPE))
+        return HttpReply(status, headers, _dumps(body), delay=self.latency)
+
+    def _headers(self, call: _Call, state: Any) -> Headers:
+        headers = [(call.dialect.request_id_header, call.dialect.request_id())]
+        return headers + call.dialect.ratelimit_headers(state) if state else headers
+
+    def _record(self, call: _Call, status: int | None, out: Output | None,
+                fault: str | None) -> None:
+        info = call.info
+        self.log.add(RequestRecord(
+            time=call.time, method=call.method, path=call.path, provider=call.dialect.name,
+            key=call.key, model=info.model if info else _model(call.body), status=status,
+            body=call.body, headers=dict(call.headers), stream=bool(info and info.stream),
+            input_tokens=info.input_tokens if info and status == 200 else 0,
+            output_tokens=out.output_tokens if out else 0, fault=fault,
+        ))
+
+    # Admin endpoints -----------------------------------------------------------
+    def _admin(self, method: str, path: str, raw: bytes) -> HttpReply:
+        action = (method, path)
+        if action == ("GET", "/_fake/stats"):
+            return _json(200, self.log.stats())
+        if action == ("GET", "/_fake/log"):
+            return _json(200, {"requests": [r.to_dict() for r in self.log.records()]})
+        if action == ("GET", "/_fake/health"):
+            return _json(200, {"ok": True})
+        if action == ("POST", "/_fake/reset"):
+            self.reset()
+            return _json(200, {"ok": True})
+        if action in (("POST", "/_fake/script"), ("POST", "/_fake/faults")):
+            try:
+                data = json.loads(raw or b"{}")
+                if path.endswith("script"):
+                    self.book.script(entry_from_json(e) for e in data["entries"])
+                else:
+                    fault = entry_from_json({"fault": data["fault"]})
+                    assert isinstance(fault, Fault)
+                    self.book.add_rule(fault, data.get("times"))
+            except (ValueError, KeyError, TypeError, AssertionError) as exc:
+                return _json(400, {"error": {"message": f"bad admin request: {exc}"}})
+            return _json(200, {"ok": True, "pending": len(self.book.pending())})
+        return _json(404, {"error": {"message": f"Unknown admin endpoint: {method} {path}"}})
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _json(status: int, data: Any) -> HttpReply:
+    return HttpReply(status, [("content-type", JSON_TYPE)], _dumps(data))
+
+
+def _cut_index(events: list[StreamEvent], after_deltas: int) -> int:
+    """Where to break a stream: before its delta number ``after_deltas + 1``, or just
+    after its last delta when it has no more (so the fault always happens)."""
+    seen, last = 0, 0
+    for index, event in enumerate(events):
+        if event.delta:
+            if seen == after_deltas:
+                return index
+            seen, last = seen + 1, index + 1
+    return last
+
+
+def _fault_message(fault: Fault) -> tuple[str, str | None]:
+    status = fault.status or 500
+    default = _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the fake server).")
+    return fault.message or default, fault.error_type
+
+
+def _label(faults: list[Fault]) -> str | None:
+    return ", ".join(f.describe() for f in faults) or None
+
+
+def _model(body: Any) -> str | None:
+    model = body.get("model") if isinstance(body, dict) else None
+    return model if isinstance(model, str) else None

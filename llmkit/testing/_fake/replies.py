@@ -1,0 +1,215 @@
+"""What the fake server can answer: tool calls, faults, and what a reply function sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Fault",
+    "ReplyFunction",
+    "ReplyValue",
+    "RequestInfo",
+    "ToolCallReply",
+    "entry_from_json",
+    "entry_to_json",
+    "fault_to_json",
+]
+
+
+@dataclass(frozen=True)
+class ToolCallReply:
+    """A reply that calls a tool (OpenAI ``tool_calls`` / Anthropic ``tool_use``).
+
+    ``arguments=None`` builds the arguments from the JSON schema of the tool of
+    that name in the request (a minimal valid instance; ``{}`` when the request
+    has no such tool). ``id=None`` makes a fresh call id.
+    """
+
+    name: str
+    arguments: Mapping[str, Any] | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure the server produces on demand: scripted, as a rule, or at random.
+
+    Exactly one way of failing applies, chosen by the fields:
+
+    * ``status`` (4xx/5xx): the provider's error body and headers for that status;
+      ``retry_after`` (seconds) adds ``retry-after`` (whole seconds rounded up,
+      min 1) and ``retry-after-ms``; ``None`` sends neither.
+    * ``drop=True``: the server closes the connection without any reply.
+    * ``malformed=True``: a 200 whose body is not valid JSON (or a broken SSE event).
+    * only ``delay``: a normal reply, ``delay`` seconds late.
+    * ``after_deltas=N`` with ``status`` or ``drop``: on a streamed request, a
+      normal stream that breaks after N content deltas, with an SSE error event
+      (``status``) or a dropped connection (``drop``); a reply with N deltas
+      or fewer breaks after its last one. A request that does not stream gets
+      the plain fault instead.
+
+    ``delay`` (seconds) waits before any of these. ``key`` and ``provider``
+    (``"openai"``, ``"anthropic"``) restrict the fault to matching requests;
+    ``None`` matches all. ``message``/``error_type`` override the provider's
+    default error message and type; ``headers`` are added to the reply.
+
+    Faults with ``status``, ``drop`` or ``malformed`` (and no mid-stream part)
+    are served before rate limiting and charge nothing; the others go through
+    the key's limits like a normal reply.
+    """
+
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    drop: bool = False
+    malformed: bool = False
+    after_deltas: int | None = None
+    message: str | None = None
+    error_type: str | None = None
+    key: str | None = None
+    provider: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ways = (self.status is not None) + self.drop + self.malformed
+        if ways > 1:
+            raise ValueError("Fault: choose one of status=, drop=True, malformed=True")
+        if self.status is not None and not 400 <= self.status <= 599:
+            raise ValueError(f"Fault: status must be 4xx or 5xx, got {self.status}")
+        if self.after_deltas is not None and (self.after_deltas < 0 or not ways or self.malformed):
+            raise ValueError("Fault: after_deltas needs status= or drop=True and must be >= 0")
+        if self.delay < 0 or (self.retry_after is not None and self.retry_after < 0):
+            raise ValueError("Fault: delay and retry_after must be >= 0")
+
+    # Shorthands -------------------------------------------------------------
+    @classmethod
+    def rate_limited(cls, retry_after: float = 1.0, **kw: Any) -> Fault:
+        """429 with ``retry-after``/``retry-after-ms`` headers."""
+        return cls(status=429, retry_after=retry_after, **kw)
+
+    @classmethod
+    def overloaded(cls, **kw: Any) -> Fault:
+        """529 (Anthropic ``overloaded_error``)."""
+        return cls(status=529, **kw)
+
+    @classmethod
+    def server_error(cls, status: int = 500, **kw: Any) -> Fault:
+        """500 (or another 5xx)."""
+        return cls(status=status, **kw)
+
+    @classmethod
+    def dropped(cls, **kw: Any) -> Fault:
+        """Close the connection without replying."""
+        return cls(drop=True, **kw)
+
+    @classmethod
+    def malformed_body(cls, **kw: Any) -> Fault:
+        """A 200 whose body is not valid JSON."""
+        return cls(malformed=True, **kw)
+
+    @classmethod
+    def slow(cls, seconds: float, **kw: Any) -> Fault:
+        """A normal reply, ``seconds`` late."""
+        return cls(delay=seconds, **kw)
+
+    @classmethod
+    def mid_stream(cls, after: int = 1, status: int | None = None, **kw: Any) -> Fault:
+        """Break a stream after ``after`` deltas: error event with ``status``, else drop."""
+        return cls(after_deltas=after, status=status, drop=status is None, **kw)
+
+    # Used by the server -----------------------------------------------------
+    def applies_to(self, key: str | None, provider: str) -> bool:
+        """Whether this fault targets a request with this key and provider."""
+        return (self.key is None or self.key == key) and (
+            self.provider is None or self.provider == provider
+        )
+
+    def is_early(self, stream: bool) -> bool:
+        """Whether it replaces the reply before rate limiting (see the class doc)."""
+        if self.malformed:
+            return True
+        failing = self.status is not None or self.drop
+        return failing and (self.after_deltas is None or not stream)
+
+    def describe(self) -> str:
+        """A short label for the request log and stats."""
+        if self.malformed:
+            return "malformed"
+        if self.after_deltas is not None:
+            return f"stream_{'drop' if self.drop else self.status}@{self.after_deltas}"
+        if self.drop:
+            return "drop"
+        return str(self.status) if self.status is not None else f"delay {self.delay:g}s"
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What a ``reply=`` function sees of one chat request.
+
+    ``messages`` are plain ``{"role", "content"}`` dicts with text content (text
+    parts joined by newlines); a system prompt (OpenAI system/developer
+    message or Anthropic top-level ``system``) comes first with role
+    ``"system"``. ``params`` is the request body without ``messages`` and
+    ``system``. ``tools`` maps each tool name to its JSON schema;
+    ``forced_tool`` names the tool the request forces, if any.
+    """
+
+    provider: str
+    model: str
+    messages: list[dict[str, str]]
+    params: dict[str, Any]
+    key: str | None
+    path: str = ""
+    stream: bool = False
+    max_tokens: int | None = None
+    input_tokens: int = 0
+    tools: dict[str, Any] = field(default_factory=dict)
+    forced_tool: str | None = None
+    response_schema: Any = None
+    include_usage: bool = False
+    endpoint: str = "chat"
+
+    @property
+    def last_user_text(self) -> str:
+        """The text of the last user message (``""`` when there is none)."""
+        for message in reversed(self.messages):
+            if message["role"] == "user":
+                return message["content"]
+        return ""
+
+
+ReplyValue = str | ToolCallReply | Fault
+ReplyFunction = Callable[[RequestInfo], ReplyValue]
+
+
+def entry_to_json(entry: ReplyValue) -> Any:
+    """Encode a script entry for the admin endpoint ``POST /_fake/script``."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, ToolCallReply):
+        args = None if entry.arguments is None else dict(entry.arguments)
+        return {"tool_call": {"name": entry.name, "arguments": args, "id": entry.id}}
+    return {"fault": fault_to_json(entry)}
+
+
+def fault_to_json(fault: Fault) -> dict[str, Any]:
+    data = {name: getattr(fault, name) for name in Fault.__dataclass_fields__}
+    data["headers"] = dict(fault.headers)
+    return data
+
+
+def entry_from_json(data: Any) -> ReplyValue:
+    """Decode what :func:`entry_to_json` made; raise ``ValueError`` when it is not one."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("tool_call"), dict):
+        call = data["tool_call"]
+        return ToolCallReply(str(call["name"]), call.get("arguments"), call.get("id"))
+    if isinstance(data, dict) and isinstance(data.get("fault"), dict):
+        try:
+            return Fault(**data["fault"])
+        except TypeError as exc:
+            raise ValueError(f"invalid fault: {exc}") from exc
+    raise ValueError(f"not a script entry: {data!r}")

@@ -1,0 +1,221 @@
+"""Rate limits shared through a real redis-server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from llmkit import LLMClient, PoolExhaustedError, RateLimit
+from llmkit.backends.redis import RedisLimits, SharedLimitsUnavailableError
+from llmkit.ratelimit import Cost
+from llmkit.testing import FakeLLMServer, ServerLimits
+
+KEYS = ["sk-test-REDISKEY-aaaaaaaa", "sk-test-REDISKEY-bbbbbbbb"]
+
+
+@pytest.fixture
+def server():
+    with FakeLLMServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def redis_db(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield redis_url
+    client.flushdb()
+
+
+def client_for(server, shared, rate_limit, keys=KEYS, **kw):
+    return LLMClient(
+        "openai",
+        api_keys=keys,
+        base_url=server.openai_base_url,
+        rate_limit=rate_limit,
+        shared_limits=shared,
+        **kw,
+    )
+
+
+def test_two_pools_share_one_budget(server, redis_db):
+    limit = RateLimit(requests_per_minute=6)  # a whole minute's burst: 6 at once, then 1 per 10 s
+    first = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1], acquire_timeout=0.3)
+    second = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1], acquire_timeout=0.3)
+    for i in range(6):
+        (first if i % 2 else second).complete(f"hello {i}")
+    for client in (first, second):
+        with pytest.raises(PoolExhaustedError):
+            client.complete("one too many")
+    assert server.stats()["total"] == 6  # the 7th was never sent, by either pool
+    first.close()
+    second.close()
+
+
+def test_reservations_are_reconciled_in_redis(server, redis_db):
+    limit = RateLimit(input_tokens_per_minute=60_000, output_tokens_per_minute=60_000)
+    with client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1]) as client:
+        response = client.complete("x" * 400, max_tokens=500)
+        limiter = client._pool.slots[0].limiter
+        import redis
+
+        stored = redis.Redis.from_url(redis_db).hgetall(limiter.redis_key)
+    used_in, used_out = response.usage.input_tokens, response.usage.output_tokens
+    level_in = float(stored[b"l:input_tokens"])
+    level_out = float(stored[b"l:output_tokens"])
+    # what remains is capacity minus the real usage (plus a little refill), not minus the reservation
+    assert 60_000 - used_in <= level_in <= 60_000 - used_in + 50
+    assert 60_000 - used_out <= level_out <= 60_000 - used_out + 50
+
+
+def test_keys_are_stored_by_fingerprint_only(server, redis_db):
+    import redis
+
+    with client_for(server, RedisLimits(redis_db), RateLimit(requests_per_minute=100)) as client:
+        client.complete("hi")
+        client.complete("hi")
+    names = [k.decode() for k in redis.Redis.from_url(redis_db).keys("*")]
+    assert names and all(name.startswith("llmkit:limits:openai:key-") for name in names)
+    assert not any(secret in name for name in names for secret in KEYS)
+
+
+def test_several_processes_share_the_limits(redis_db, tmp_path):
+    limits = ServerLimits(requests_per_minute=600, burst_seconds=1)  # 10 per second per key
+    with FakeLLMServer(limits=limits) as srv:
+        script = tmp_path / "worker.py"
+        script.write_text(WORKER.format(url=srv.openai_base_url, redis=redis_db, keys=KEYS))
+        procs = [
+            subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        stats = srv.stats()
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum(int(o.split()[-1]) for o in outputs) == 45
+    assert stats["by_status"].get(200) == 45
+    assert stats["by_status"].get(429, 0) <= 1  # separate pools would each burst and draw many
+
+
+WORKER = """
+from concurrent.futures import ThreadPoolExecutor
+from llmkit import LLMClient, RateLimit
+client = LLMClient("openai", api_keys={keys!r}, base_url={url!r}, shared_limits={redis!r},
+                   rate_limit=RateLimit(requests_per_minute=600, burst_seconds=1), acquire_timeout=60)
+with ThreadPoolExecutor(4) as pool:
+    results = list(pool.map(lambda i: client.complete(f"worker {{i}}"), range(15)))
+print("done", len(results))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(port: int, directory: str) -> subprocess.Popen:
+    from redis_server import find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed: apt-get install redis-server")
+        pytest.skip("redis-server is not installed")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def test_redis_down_fails_closed_by_default(server):
+    shared = RedisLimits(f"redis://127.0.0.1:{_free_port()}/0", socket_timeout=0.2)
+    with (
+        client_for(server, shared, RateLimit(requests_per_minute=60)) as client,
+        pytest.raises(SharedLimitsUnavailableError, match="on_unavailable='fail'"),
+    ):
+        client.complete("hi")
+    assert server.requests == []  # nothing was sent
+
+
+def test_redis_down_and_back_with_local_fallback(server, caplog):
+    port = _free_port()
+    caplog.set_level(logging.WARNING, logger="llmkit.backends.redis")
+    with tempfile.TemporaryDirectory() as directory:
+        shared = RedisLimits(
+            f"redis://127.0.0.1:{port}/0", on_unavailable="local", recheck_interval=0.2, socket_timeout=0.2
+        )
+        with client_for(server, shared, RateLimit(requests_per_minute=600)) as client:
+            assert client.complete("while redis is down").content == "while redis is down"
+            assert "falling back to per-process limits" in caplog.text
+            proc = _start_redis(port, directory)
+            try:
+                time.sleep(0.3)
+                client.complete("redis is back")
+                assert "is back" in caplog.text
+                import redis
+
+                assert redis.Redis(port=port).keys("llmkit:limits:*")  # state is shared again
+            finally:
+                proc.kill()
+                proc.wait()
+
+
+def test_local_fallback_still_enforces_limits(server):
+    shared = RedisLimits(f"redis://127.0.0.1:{_free_port()}/0", on_unavailable="local", socket_timeout=0.2)
+    with client_for(
+        server, shared, RateLimit(requests_per_minute=2), keys=KEYS[:1], acquire_timeout=0.2
+    ) as client:
+        client.complete("one")
+        client.complete("two")
+        with pytest.raises(PoolExhaustedError):
+            client.complete("three")
+
+
+def test_bad_policy_is_a_configuration_error():
+    from llmkit import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="on_unavailable"):
+        RedisLimits("redis://127.0.0.1:1/0", on_unavailable="maybe")
+
+
+def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
+    from llmkit.clock import SystemClock
+
+    limiter = RedisLimits(redis_db).limiter(
+        RateLimit(requests_per_minute=60, burst_seconds=1), SystemClock(), "test:key-1"
+    )
+    reservation, wait = limiter.try_reserve(Cost())
+    assert reservation is not None and wait == 0
+    reservation2, wait2 = limiter.try_reserve(Cost())
+    assert reservation2 is None and 0 < wait2 <= 1.0
