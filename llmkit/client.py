@@ -336,8 +336,13 @@ class LLMClient:
     def closed(self) -> bool:
         return self._pool.closed
 
-    def close(self, timeout: float | None = None) -> None:
-        """Release keys, threads and connections. Idempotent."""
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Release keys, threads and connections. Idempotent.
+
+        Requests waiting for a key end with PoolClosedError at once; calls on
+        the wire get up to ``timeout`` seconds to finish before their
+        connections are closed. A closed client refuses new work.
+        """
         self._pool.close(timeout)
         self._cache.close()
 

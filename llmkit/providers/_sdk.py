@@ -52,6 +52,9 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc
         return NetworkError(f"Connection failed: {type(cause).__name__}: {cause}", provider=provider)
+    transport = _transport_error(exc, provider)
+    if transport is not None:
+        return transport
     if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError, KeyError, IndexError)):
         return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
     if isinstance(exc, TypeError):
@@ -59,3 +62,14 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     if isinstance(exc, ValueError):
         return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
     return ProviderError(f"{provider} call failed: {type(exc).__name__}: {exc}", provider=provider)
+
+
+def _transport_error(exc: BaseException, provider: str) -> LLMError | None:
+    """httpx / httpx2 / httpcore errors that reach us unwrapped (mid-stream drops do)."""
+    module = type(exc).__module__
+    if not module.startswith(("httpx", "httpcore", "h11")):
+        return None
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return RequestTimeoutError(f"The request timed out ({name})", provider=provider)
+    return NetworkError(f"Connection failed: {name}: {exc}", provider=provider)

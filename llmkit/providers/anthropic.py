@@ -54,9 +54,7 @@ class AnthropicProvider(Provider):
     def create_client(self, api_key: str) -> Any:
         import anthropic
 
-        return anthropic.Anthropic(
-            api_key=api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-        )
+        return anthropic.Anthropic(api_key=api_key, **self.sdk_options())
 
     def build_params(self, request: Request) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -187,6 +187,14 @@ class Provider(ABC):
             return exc
         return ProviderError(f"{self.name} call failed: {type(exc).__name__}: {exc}", provider=self.name)
 
+    def sdk_options(self) -> dict[str, Any]:
+        """Keyword arguments for an SDK client: our base URL, the SDK's retries off, and
+        our timeout only when one is set (None keeps the SDK's own default, not "no timeout")."""
+        options: dict[str, Any] = {"base_url": self.base_url, "max_retries": 0}
+        if self.timeout is not None:
+            options["timeout"] = self.timeout
+        return options
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 

@@ -38,7 +38,7 @@ class OpenAIProvider(Provider):
     def create_client(self, api_key: str) -> Any:
         import openai
 
-        return openai.OpenAI(api_key=api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout)
+        return openai.OpenAI(api_key=api_key, **self.sdk_options())
 
     def build_params(self, request: Request) -> dict[str, Any]:
         messages = [_message_dict(m) for m in request.messages]
