@@ -123,8 +123,16 @@ class TokenBucket:
             self._refill()
             self._level = min(self._level, level)
 
+    def _check_cost(self, cost: float) -> None:
+        if cost > self.capacity:
+            raise ValueError(
+                f"A cost of {cost:g} can never be admitted by a bucket of {self.capacity:g}: "
+                "raise the limit or split the work."
+            )
+
     def try_acquire(self, cost: float) -> bool:
         """Take ``cost`` if it is available now and nobody is queued before us."""
+        self._check_cost(cost)
         with self._lock:
             self._refill()
             if self._queue or self._wait_time(cost) > 0:
@@ -138,6 +146,7 @@ class TokenBucket:
         Raises :class:`CapacityTimeoutError` if that takes longer than
         ``timeout`` seconds (None waits as long as needed).
         """
+        self._check_cost(cost)
         with self._condition:
             ticket = next(self._tickets)
             self._queue.append(ticket)
