@@ -7,12 +7,16 @@ spent.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import InvalidRequestError
 from llmkit.types import Message, MessageRole, MessagesInput, normalize_messages
+
+if TYPE_CHECKING:
+    from llmkit.tools import ToolChoice, ToolSpec
 
 __all__ = ["Request", "build_request"]
 
@@ -23,7 +27,9 @@ class Request:
 
     ``system`` is the system prompt gathered from ``system_prompt=`` and the
     SYSTEM messages; ``messages`` holds the rest. ``extra`` holds
-    provider-specific parameters passed through untouched.
+    provider-specific parameters passed through untouched. ``tools`` and
+    ``tool_choice`` are normalized (:mod:`llmkit.tools`); ``json_mode`` asks
+    for a JSON object as the answer. Adapters translate all three.
     """
 
     messages: tuple[Message, ...]
@@ -38,6 +44,9 @@ class Request:
     stream: bool = False
     response_model: Any = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice | None = None
+    json_mode: bool = False
 
     def with_changes(self, **changes: Any) -> Request:
         """A copy with some fields replaced (requests are immutable)."""
@@ -68,8 +77,8 @@ def message_text(message: Message) -> str:
 def _check_number(name: str, value: Any, low: float, high: float | None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequestError(f"{name} must be a number, got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequestError(f"{name} must be a finite number, got {value!r}.")
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise InvalidRequestError(f"{name} must be {bound}, got {value!r}.")
@@ -136,9 +145,13 @@ def build_request(
     stream: bool = False,
     response_model: Any = None,
     extra: Mapping[str, Any] | None = None,
+    tools: Any = None,
+    tool_choice: Any = None,
+    json_mode: bool = False,
 ) -> Request:
     """Validate and normalize one call. Raises InvalidRequestError on bad input."""
     normalized = normalize_messages(messages)
+    specs, choice = _tools(tools, tool_choice, json_mode, response_model)
     _check_params(temperature, max_tokens, timeout, max_retries, retry_delay)
     if not model or not isinstance(model, str):
         raise InvalidRequestError(
@@ -160,4 +173,24 @@ def build_request(
         stream=stream,
         response_model=response_model,
         extra=dict(extra or {}),
+        tools=specs,
+        tool_choice=choice,
+        json_mode=json_mode,
     )
+
+
+def _tools(
+    tools: Any, tool_choice: Any, json_mode: Any, response_model: Any
+) -> tuple[tuple[ToolSpec, ...], ToolChoice | None]:
+    if not isinstance(json_mode, bool):
+        raise InvalidRequestError(f"json_mode must be True or False, got {json_mode!r}.")
+    if response_model is not None and (json_mode or tools):
+        raise InvalidRequestError(
+            "response_model= cannot be combined with tools= or json_mode=: it makes its own tool call."
+        )
+    if tools is None and tool_choice is None:
+        return (), None
+    from llmkit.tools import normalize_tool_choice, normalize_tools
+
+    specs = normalize_tools(tools)
+    return specs, normalize_tool_choice(tool_choice, specs)

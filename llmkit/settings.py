@@ -71,6 +71,7 @@ PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "google", "groq", "local")
 """The canonical provider names; the first four are tried in order for a default."""
 
 PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({
+    "claude": "anthropic",
     "gemini": "google",
     "ollama": "local",
     "vllm": "local",

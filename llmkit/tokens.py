@@ -74,4 +74,6 @@ def estimate_input_tokens(request: Request, exact: bool = False) -> int:
             if text is None and isinstance(part, dict):
                 text = part.get("text")
             total += count_text_tokens(text, exact) if isinstance(text, str) else IMAGE_TOKENS
+    for tool in request.tools:  # definitions are sent as JSON alongside the messages
+        total += heuristic_tokens(f"{tool.name} {tool.description} {tool.parameters}")
     return total

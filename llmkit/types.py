@@ -16,9 +16,12 @@ from typing import Any, Union
 from llmkit.errors import InvalidRequestError
 
 __all__ = [
+    "IMAGE_MEDIA_TYPES",
+    "ImagePart",
     "Message",
     "MessageRole",
     "Response",
+    "TextPart",
     "ToolCall",
     "Usage",
     "normalize_messages",
@@ -52,24 +55,182 @@ def _coerce_role(role: Any) -> MessageRole:
 
 
 @dataclass(frozen=True, slots=True)
+class TextPart:
+    """A piece of text inside a message's list of content parts."""
+
+    text: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise InvalidRequestError(f"TextPart text must be a string, got {type(self.text).__name__}.")
+
+
+IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
+"""The image types every provider llmkit speaks to accepts."""
+
+_SUFFIX_TYPES = {
+    ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".webp": "image/webp",
+}
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"),
+)
+
+
+def _check_media_type(media_type: Any, where: str) -> str:
+    kind = media_type.strip().lower() if isinstance(media_type, str) else media_type
+    if kind == "image/jpg":
+        kind = "image/jpeg"
+    if kind not in IMAGE_MEDIA_TYPES:
+        raise InvalidRequestError(
+            f"{where}: unsupported image media type {media_type!r}; "
+            f"use one of {', '.join(IMAGE_MEDIA_TYPES)}."
+        )
+    return str(kind)
+
+
+def _sniff(data: bytes) -> str | None:
+    for magic, kind in _MAGIC:
+        if data.startswith(magic):
+            return kind
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    """An image inside a message: its bytes and media type, or a URL.
+
+    Build one with :meth:`from_path`, :meth:`from_bytes` or :meth:`from_url`;
+    each adapter sends it in its provider's own form (OpenAI ``image_url``,
+    Anthropic ``image`` blocks). Exactly one of ``data`` and ``url`` is set;
+    ``media_type`` is always set for ``data`` and may be None for a URL.
+    """
+
+    data: bytes | None = field(default=None, repr=False)
+    media_type: str | None = None
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.url is None):
+            raise InvalidRequestError("ImagePart needs exactly one of data= (bytes) and url=.")
+        if self.data is not None:
+            if not isinstance(self.data, (bytes, bytearray)) or not self.data:
+                raise InvalidRequestError("ImagePart data must be non-empty bytes.")
+            object.__setattr__(self, "data", bytes(self.data))
+            object.__setattr__(self, "media_type", _check_media_type(self.media_type, "ImagePart"))
+        elif self.media_type is not None:
+            object.__setattr__(self, "media_type", _check_media_type(self.media_type, "ImagePart"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, media_type: str | None = None) -> ImagePart:
+        """An image from its bytes; ``media_type=None`` recognises PNG, JPEG, GIF and WebP."""
+        if media_type is None and isinstance(data, (bytes, bytearray)):
+            media_type = _sniff(bytes(data[:16]))
+            if media_type is None:
+                raise InvalidRequestError(
+                    "Cannot tell the image type from its bytes: pass media_type='image/png' (or another)."
+                )
+        return cls(data=data, media_type=media_type)
+
+    @classmethod
+    def from_path(cls, path: Any, media_type: str | None = None) -> ImagePart:
+        """An image read from a file now; the media type comes from the suffix or the bytes."""
+        import os
+
+        name = os.fspath(path)
+        try:
+            with open(name, "rb") as stream:
+                data = stream.read()
+        except OSError as exc:
+            raise InvalidRequestError(f"Cannot read image file {name!r}: {exc.strerror or exc}.") from exc
+        suffix = os.path.splitext(name)[1].lower()
+        media_type = media_type or _SUFFIX_TYPES.get(suffix) or _sniff(data[:16])
+        if media_type is None:
+            raise InvalidRequestError(
+                f"Image file {name!r}: unknown image type {suffix or '(no suffix)'!r}; "
+                f"use PNG, JPEG, GIF or WebP, or pass media_type=."
+            )
+        return cls(data=data, media_type=_check_media_type(media_type, f"Image file {name!r}"))
+
+    @classmethod
+    def from_url(cls, url: str, media_type: str | None = None) -> ImagePart:
+        """An image the provider fetches itself (http(s)), or a ``data:`` URL (decoded here)."""
+        if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
+            raise InvalidRequestError(f"Image URL must start with https://, http:// or data:, got {url!r}.")
+        if not url.startswith("data:"):
+            return cls(url=url, media_type=media_type)
+        import base64
+        import binascii
+
+        header, _, payload = url[5:].partition(",")
+        kind, _, encoding = header.partition(";")
+        if encoding != "base64" or not payload:
+            raise InvalidRequestError("A data: image URL must be base64: data:image/png;base64,....")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except binascii.Error as exc:
+            raise InvalidRequestError(f"The data: image URL is not valid base64: {exc}.") from exc
+        return cls(data=data, media_type=media_type or kind)
+
+    def base64(self) -> str:
+        """The image bytes in base64 (for an image given by bytes)."""
+        import base64
+
+        if self.data is None:
+            raise InvalidRequestError("This image is a URL; it has no bytes to encode.")
+        return base64.b64encode(self.data).decode("ascii")
+
+    def data_url(self) -> str:
+        """``data:<media type>;base64,...`` for bytes; the URL itself otherwise."""
+        if self.url is not None:
+            return self.url
+        return f"data:{self.media_type};base64,{self.base64()}"
+
+
+def _check_parts(parts: list[Any]) -> list[Any]:
+    """Content parts, plain strings made TextParts; provider-native dicts pass untouched."""
+    checked: list[Any] = []
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            part = TextPart(part)
+        elif not isinstance(part, (TextPart, ImagePart, Mapping)):
+            raise InvalidRequestError(
+                f"Content part {index} is a {type(part).__name__}: use TextPart, ImagePart, a string "
+                "or a provider's own part dict."
+            )
+        checked.append(part)
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One message of a conversation: ``Message(MessageRole.USER, "Hi")``.
 
-    ``content`` is a string, or a list of content parts (text, images) for
+    ``content`` is a string, or a list of content parts (:class:`TextPart`,
+    :class:`ImagePart`, plain strings, or a provider's own part dicts) for
     providers that accept them. ``name`` and ``tool_call_id`` are passed on to
-    providers that use them.
+    providers that use them. ``tool_calls`` are the tool calls an assistant
+    message made (see :meth:`assistant_tool_calls`); a TOOL message answers
+    one of them by its ``tool_call_id``.
     """
 
     role: MessageRole
     content: Any
     name: str | None = None
     tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", _coerce_role(self.role))
+        if self.tool_calls:
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
         if isinstance(self.content, str):
             return
         if isinstance(self.content, list) and self.content:
+            object.__setattr__(self, "content", _check_parts(self.content))
             return
         raise InvalidRequestError(
             f"Message content must be a string (or a list of content parts), "
@@ -84,6 +245,11 @@ class Message:
         if self.tool_call_id is not None:
             data["tool_call_id"] = self.tool_call_id
         return data
+
+    @classmethod
+    def assistant_tool_calls(cls, response: Response) -> Message:
+        """The assistant turn of ``response`` with its tool calls, to send back before the results."""
+        return cls(MessageRole.ASSISTANT, response.content or "", tool_calls=tuple(response.tool_calls))
 
 
 MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Union[Message, Mapping[str, Any]]]]  # noqa: UP007 - a runtime alias on 3.10
@@ -164,6 +330,8 @@ class Response:
     dollars where the model's price is known, else None. ``parsed`` holds the
     validated object of a structured-output call (``response_model=``).
     ``cached`` is True when the answer came from the response cache.
+    ``fallback_index`` is 0 when the client's own provider answered, ``i + 1``
+    when its ``fallbacks[i]`` did (``provider`` and ``model`` say which).
     """
 
     content: str
@@ -180,6 +348,7 @@ class Response:
     attempts: int = 1
     parsed: Any = field(default=None, repr=False, compare=False)
     raw: Any = field(default=None, repr=False, compare=False)
+    fallback_index: int = 0
 
     def __str__(self) -> str:
         return self.content

@@ -151,6 +151,10 @@ def cache_key(provider: str, request: Request) -> str:
         "extra": dict(request.extra),
         "schema": None if request.response_model is None else _schema_of(request.response_model),
     }
+    if request.tools or request.tool_choice is not None or request.json_mode:  # absent: keys unchanged
+        doc["tools"] = [request.tools, request.tool_choice, request.json_mode]
+    if any(m.tool_calls for m in request.messages):
+        doc["tool_calls"] = [m.tool_calls for m in request.messages]
     try:
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
     except (TypeError, ValueError) as exc:

@@ -191,11 +191,13 @@ _DEFINITION_FIELDS = ("tools", "functions", "response_format", "tool_choice")
 def _definition_tokens(request: Request) -> int:
     """Tokens of tool definitions and schemas sent with the messages (a heuristic)."""
     extra = request.extra
-    if request.response_model is None and not any(name in extra for name in _DEFINITION_FIELDS):
+    tools = request.tools
+    if request.response_model is None and not tools and not any(name in extra for name in _DEFINITION_FIELDS):
         return 0
     import json
 
-    parts = [extra[name] for name in _DEFINITION_FIELDS if name in extra]
+    parts: list[object] = [extra[name] for name in _DEFINITION_FIELDS if name in extra]
+    parts += [[t.name, t.description, t.parameters] for t in tools]
     if request.response_model is not None:
         schema = getattr(request.response_model, "model_json_schema", None)
         parts.append(schema() if schema else repr(request.response_model))

@@ -1,7 +1,9 @@
 """Provider adapters: translation between llmkit requests and each provider API.
 
 :func:`provider_class` maps a provider's name (or an alias) to its adapter,
-importing the adapter (and so its SDK) only when asked for.
+importing the adapter (and so its SDK) only when asked for. Names and aliases
+have one table, :data:`llmkit.settings.PROVIDER_ALIASES`; this module maps
+canonical names to adapters.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ __all__ = ["PROVIDER_NAMES", "canonical_name", "provider_class"]
 _ADAPTERS: dict[str, tuple[str, str]] = {
     "openai": ("llmkit.providers.openai", "OpenAIProvider"),
     "anthropic": ("llmkit.providers.anthropic", "AnthropicProvider"),
+    "google": ("llmkit.providers.gemini", "GeminiProvider"),
+    "groq": ("llmkit.providers.groq", "GroqProvider"),
+    "local": ("llmkit.providers.local", "LocalProvider"),
 }
-_ALIASES: dict[str, str] = {"claude": "anthropic"}
 
 PROVIDER_NAMES = tuple(_ADAPTERS)
 
@@ -29,11 +33,12 @@ def canonical_name(name: str) -> str:
     """The provider's canonical name for a name or alias (case-insensitive)."""
     if not isinstance(name, str):
         raise ConfigurationError(f"provider must be a string such as 'openai', got {name!r}.")
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
+    from llmkit.settings import normalize_provider  # the one table of names and aliases
+
+    key = normalize_provider(name)
     if key not in _ADAPTERS:
         known = ", ".join(sorted(_ADAPTERS))
-        raise ConfigurationError(f"Unknown provider {name!r}: use one of {known}.")
+        raise ConfigurationError(f"Provider {key!r} has no adapter in this llmkit yet: use one of {known}.")
     return key
 
 

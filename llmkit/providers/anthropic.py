@@ -6,27 +6,18 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llmkit.errors import LLMError
+from llmkit.providers import _anthropic_format as fmt
 from llmkit.providers._sdk import map_sdk_error
-from llmkit.providers.base import Provider, ProviderReply, StreamDelta, header_number
+from llmkit.providers.base import Capabilities, Provider, ProviderReply, StreamDelta, header_number
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
-from llmkit.types import Message, MessageRole, Response, ToolCall, Usage
+from llmkit.types import Response, ToolCall, Usage
 
 __all__ = ["AnthropicProvider"]
 
 # Anthropic requires max_tokens on every request; this is used when neither
 # the call nor the client's settings give one.
 DEFAULT_MAX_TOKENS = 1024
-
-
-def _message_dict(message: Message) -> dict[str, Any]:
-    if message.role is MessageRole.TOOL:
-        block: dict[str, Any] = {"type": "tool_result", "content": message.content}
-        if message.tool_call_id:
-            block["tool_use_id"] = message.tool_call_id
-            return {"role": "user", "content": [block]}
-        return {"role": "user", "content": message.content}
-    return {"role": message.role.value, "content": message.content}
 
 
 # anthropic>=1.0 dropped the sampling parameters from the method signatures;
@@ -46,28 +37,40 @@ def _move_sampling_to_body(params: dict[str, Any], temperature: float | None) ->
 
 
 class AnthropicProvider(Provider):
-    """Translation for the Anthropic Messages API. The system prompt goes top-level."""
+    """Translation for the Anthropic Messages API. The system prompt goes top-level.
+
+    ``json_mode=True`` is best-effort here (see :mod:`llmkit.providers._anthropic_format`).
+    """
 
     name = "anthropic"
     default_model = "claude-3-5-haiku-latest"
+    capabilities = Capabilities(
+        streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
+        rate_limit_headers=True,
+    )
 
     def create_client(self, api_key: str) -> Any:
         import anthropic
 
         return anthropic.Anthropic(api_key=api_key, **self.sdk_options())
 
+    def warm_client(self, client: Any) -> None:
+        _ = client.messages.with_raw_response  # imports the messages resources
+
     def build_params(self, request: Request) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message_dict(m) for m in request.messages],
+            "messages": fmt.messages(request),
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
-        if request.system:
-            params["system"] = request.system
+        system = fmt.system_prompt(request)
+        if system:
+            params["system"] = system
         if request.stop:
             params["stop_sequences"] = list(request.stop)
         if request.timeout is not None:
             params["timeout"] = request.timeout
+        params.update(fmt.tool_params(request))
         params.update(request.extra)
         _move_sampling_to_body(params, request.temperature)
         return params
@@ -78,7 +81,10 @@ class AnthropicProvider(Provider):
         try:
             raw = client.messages.with_raw_response.create(**self.build_params(request))
             message = raw.parse()
-            return ProviderReply(self.parse_message(message, raw.headers), self.limit_state(raw.headers))
+            response = self.parse_message(message, raw.headers)
+            if fmt.json_prefill(request):  # put the prefilled "{" back in front
+                object.__setattr__(response, "content", fmt.JSON_PREFILL + response.content)
+            return ProviderReply(response, self.limit_state(raw.headers))
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
 
@@ -163,6 +169,8 @@ class AnthropicProvider(Provider):
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
         yield StreamDelta(request_id=raw.headers.get("request-id"), limits=self.limit_state(raw.headers))
+        if fmt.json_prefill(request):
+            yield StreamDelta(text=fmt.JSON_PREFILL)
         try:
             yield from self._deltas(events)
         except Exception as exc:

@@ -11,6 +11,8 @@ provider's name.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import logging
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -34,13 +36,75 @@ from llmkit.retry import parse_retry_after
 from llmkit.types import Response, Usage
 
 __all__ = [
+    "Capabilities",
     "Provider",
     "ProviderReply",
     "StreamDelta",
     "error_for_status",
     "fingerprint",
     "redact",
+    "warn_if_insecure",
 ]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What an adapter can do in llmkit (``docs/providers.md`` shows the table; a test checks it).
+
+    ``streaming``: ``client.stream``; ``tools``: ``tools=`` and ``Response.tool_calls``;
+    ``images``: ImagePart content; ``structured_outputs``: ``response_model=``;
+    ``json_mode``: ``json_mode=True``; ``token_counting``: exact server-side
+    token counts before a call; ``rate_limit_headers``: the server's limit
+    headers correct the local limiter. Requests using a missing capability are
+    refused with InvalidRequestError before anything is sent.
+    """
+
+    streaming: bool = False
+    tools: bool = False
+    images: bool = False
+    structured_outputs: bool = False
+    json_mode: bool = False
+    token_counting: bool = False
+    rate_limit_headers: bool = False
+
+
+_LOCAL_HOSTS = ("localhost", "host.docker.internal")
+
+
+def _is_local_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def warn_if_insecure(base_url: str | None, provider: str) -> bool:
+    """Log a warning when ``base_url`` is plain ``http://`` to a host that is not this machine.
+
+    Keys and prompts would cross the network unencrypted. Returns whether it warned.
+    """
+    if not base_url or not base_url.lower().startswith("http://"):
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(base_url).hostname or ""
+    except ValueError:
+        return False
+    if _is_local_host(host):
+        return False
+    logger.warning(
+        "%s base_url %s uses plain http:// to %s: API keys and prompts travel unencrypted; use https://",
+        provider, base_url, host,
+    )
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +182,12 @@ class Provider(ABC):
     default_model: ClassVar[str]
     requires_key: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = None
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url
         self.timeout = timeout
+        warn_if_insecure(self.base_url, self.name)
         # instructor wrappers of SDK clients, by (id(client), mode); each entry
         # holds its client, so the id stays unique until close_client drops it.
         self._structured: dict[tuple[int, Any], tuple[Any, Any]] = {}
@@ -138,6 +204,15 @@ class Provider(ABC):
     def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
         """Send one streaming request, yielding deltas. Raises an LLMError on failure."""
         raise InvalidRequestError(f"{self.name} does not support streaming in llmkit yet.")
+
+    def warm_client(self, client: Any) -> None:
+        """Load what the SDK would otherwise load lazily on the first call.
+
+        The pool builds every key's client before its first reservation so
+        that no second-long import falls between reserving capacity and
+        sending (the provider counts the request when it arrives).
+        """
+        return None
 
     def close_client(self, client: Any) -> None:
         """Release the client's connections (and forget its instructor wrappers)."""
@@ -195,8 +270,33 @@ class Provider(ABC):
             options["timeout"] = self.timeout
         return options
 
+    def check_request(self, request: Request) -> None:
+        """InvalidRequestError when ``request`` needs a capability this adapter lacks."""
+        caps = self.capabilities
+        needs = (
+            ("tools", bool(request.tools), caps.tools),
+            ("json_mode", request.json_mode, caps.json_mode),
+            ("images", _has_images(request), caps.images),
+            ("streaming", request.stream, caps.streaming),
+        )
+        for what, needed, able in needs:
+            if needed and not able:
+                message = f"{self.name} does not support {what} in llmkit."
+                raise InvalidRequestError(message, provider=self.name)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+
+def _has_images(request: Request) -> bool:
+    from llmkit.types import ImagePart
+
+    return any(
+        isinstance(part, ImagePart)
+        for message in request.messages
+        if not isinstance(message.content, str)
+        for part in message.content
+    )
 
 
 def header_number(headers: Mapping[str, str], name: str) -> float | None:

@@ -7,8 +7,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llmkit.errors import LLMError
+from llmkit.providers._openai_format import message_dict, system_prompt, tool_params
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import (
+    Capabilities,
     Provider,
     ProviderReply,
     StreamDelta,
@@ -17,16 +19,9 @@ from llmkit.providers.base import (
 )
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
-from llmkit.types import Message, MessageRole, Response, ToolCall, Usage
+from llmkit.types import Response, ToolCall, Usage
 
 __all__ = ["OpenAIProvider"]
-
-
-def _message_dict(message: Message) -> dict[str, Any]:
-    data = message.to_dict()
-    if message.role is MessageRole.TOOL and message.tool_call_id is None:
-        data["role"] = "user"  # a tool result without an id: keep the text
-    return data
 
 
 class OpenAIProvider(Provider):
@@ -34,16 +29,24 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     default_model = "gpt-4o-mini"
+    capabilities = Capabilities(
+        streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
+        rate_limit_headers=True,
+    )
 
     def create_client(self, api_key: str) -> Any:
         import openai
 
         return openai.OpenAI(api_key=api_key, **self.sdk_options())
 
+    def warm_client(self, client: Any) -> None:
+        _ = client.chat.completions.with_raw_response  # imports the chat resources (~0.8 s)
+
     def build_params(self, request: Request) -> dict[str, Any]:
-        messages = [_message_dict(m) for m in request.messages]
-        if request.system:
-            messages.insert(0, {"role": "system", "content": request.system})
+        messages = [message_dict(m) for m in request.messages]
+        system = system_prompt(request)
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
         params: dict[str, Any] = {"model": request.model, "messages": messages}
         if request.temperature is not None:
             params["temperature"] = request.temperature
@@ -53,6 +56,7 @@ class OpenAIProvider(Provider):
             params["stop"] = list(request.stop)
         if request.timeout is not None:
             params["timeout"] = request.timeout
+        params.update(tool_params(request))
         params.update(request.extra)
         return params
 

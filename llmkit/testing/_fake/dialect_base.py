@@ -195,6 +195,11 @@ class Dialect(ABC):
         """The error type of a 429 for the bucket named ``exceeded`` (None: the default)."""
         return None
 
+    def with_retry_delay(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """An error ``body`` that also says, in the body, to retry after ``seconds``
+        (Gemini's RetryInfo detail); by default the retry-after headers say it alone."""
+        return body
+
     def reply_id(self) -> str:
         """A fresh id for a reply body."""
         return new_id("id_")

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from .buckets import Admission, RateLimiter, ServerLimits
 from .dialect_anthropic import AnthropicDialect
 from .dialect_base import BadRequest, Dialect, Output, StreamEvent, build_output, default_reply
+from .dialect_gemini import GeminiDialect
 from .dialect_openai import OpenAIDialect
 from .faults import FaultBook
 from .log import RequestLog, RequestRecord
@@ -28,7 +29,7 @@ __all__ = ["DIALECTS", "Engine", "HttpReply"]
 
 logger = logging.getLogger("llmkit.testing.fake_server")
 
-DIALECTS: tuple[Dialect, ...] = (OpenAIDialect(), AnthropicDialect())
+DIALECTS: tuple[Dialect, ...] = (OpenAIDialect(), AnthropicDialect(), GeminiDialect())
 """Every provider the server speaks; a new provider is one more entry."""
 
 Headers = list[tuple[str, str]]
@@ -267,6 +268,8 @@ class Engine:
                retry_after: float | None = None, fault: Fault | None = None,
                with_limits: bool = True, state: Any = None) -> HttpReply:
         body = call.dialect.error_body(status, message, kind)
+        if retry_after is not None:
+            body = call.dialect.with_retry_delay(body, retry_after)
         reply = self._json_reply(call, status, body, fault, with_limits, state)
         if retry_after is not None:
             seconds = max(1, math.ceil(retry_after - 1e-9))

@@ -1,0 +1,247 @@
+"""Tools and function calling: specs from functions, models and schemas; both providers' shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pytest
+from pydantic import BaseModel, Field
+
+from llmkit import InvalidRequestError, LLMClient, Message, MessageRole
+from llmkit.config import load_settings
+from llmkit.request import build_request
+from llmkit.testing import FakeLLMServer, ToolCallReply
+from llmkit.tools import (
+    ToolChoice,
+    ToolSpec,
+    normalize_tool_choice,
+    normalize_tools,
+    run_tool_calls,
+    tool_spec,
+)
+from llmkit.types import ToolCall
+
+NO_ENV = load_settings(environ={})
+PROVIDERS = ["openai", "anthropic"]
+
+
+def get_weather(city: str, unit: Literal["C", "F"] = "C", days: int = 1) -> dict[str, Any]:
+    """Get the weather forecast for a city.
+
+    Args:
+        city: The city's name, e.g. Paris.
+        unit: Degrees Celsius or Fahrenheit.
+        days (int): How many days ahead.
+    """
+    return {"city": city, "unit": unit, "days": days, "sky": "sunny"}
+
+
+class Person(BaseModel):
+    """A person mentioned in the text."""
+
+    name: str = Field(description="Full name")
+    age: int
+
+
+WEATHER_SCHEMA = {
+    "name": "get_weather",
+    "description": "Get the weather forecast for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+@pytest.fixture
+def srv() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as server:
+        yield server
+
+
+def client(provider: str, srv: FakeLLMServer) -> LLMClient:
+    url = srv.anthropic_base_url if provider == "anthropic" else srv.openai_base_url
+    return LLMClient(provider, api_keys=["sk-test"], base_url=url, settings=NO_ENV, metrics=False)
+
+
+# --- specs -------------------------------------------------------------------------------------
+
+
+def test_function_spec_from_signature_and_docstring() -> None:
+    spec = tool_spec(get_weather)
+    assert spec.name == "get_weather" and spec.description == "Get the weather forecast for a city."
+    props = spec.parameters["properties"]
+    assert props["city"] == {"type": "string", "description": "The city's name, e.g. Paris."}
+    assert props["unit"]["enum"] == ["C", "F"] and props["unit"]["default"] == "C"
+    assert props["days"]["type"] == "integer" and props["days"]["description"] == "How many days ahead."
+    assert spec.parameters["required"] == ["city"]
+
+
+def test_sphinx_docstrings_and_no_hints() -> None:
+    def lookup(key, limit: int = 3):  # type: ignore[no-untyped-def]
+        """Look a key up.
+
+        :param key: what to look for
+        :param int limit: at most this many
+        """
+
+    spec = tool_spec(lookup)
+    assert spec.description == "Look a key up."
+    assert spec.parameters["properties"]["key"]["description"] == "what to look for"
+    assert spec.parameters["properties"]["limit"]["description"] == "at most this many"
+
+
+def test_model_and_dict_specs() -> None:
+    person = tool_spec(Person)
+    assert (person.name, person.description) == ("Person", "A person mentioned in the text.")
+    assert person.parameters["properties"]["name"]["description"] == "Full name"
+    assert tool_spec(WEATHER_SCHEMA) == ToolSpec("get_weather", WEATHER_SCHEMA["description"],
+                                                 WEATHER_SCHEMA["parameters"])
+    openai_shape = {"type": "function", "function": WEATHER_SCHEMA}
+    anthropic_shape = {"name": "get_weather", "description": WEATHER_SCHEMA["description"],
+                       "input_schema": WEATHER_SCHEMA["parameters"]}
+    assert tool_spec(openai_shape) == tool_spec(anthropic_shape) == tool_spec(WEATHER_SCHEMA)
+    titled = tool_spec({"title": "Lookup", "type": "object", "properties": {"q": {"type": "string"}}})
+    assert titled.name == "Lookup" and "title" not in titled.parameters
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[42], [{"description": "no name"}], [get_weather, get_weather],
+     [{"name": "bad name!", "parameters": {}}], [{"name": "x", "parameters": {"type": "array"}}]],
+)
+def test_bad_tools_are_refused(bad: list[Any]) -> None:
+    with pytest.raises(InvalidRequestError):
+        normalize_tools(bad)
+
+
+def test_tool_choice_forms() -> None:
+    specs = normalize_tools([get_weather, Person])
+    assert normalize_tool_choice("auto", specs) == ToolChoice("auto")
+    assert normalize_tool_choice("any", specs) == ToolChoice("required")
+    assert normalize_tool_choice(Person, specs) == ToolChoice("tool", "Person")
+    assert normalize_tool_choice("get_weather", specs) == ToolChoice("tool", "get_weather")
+    assert normalize_tool_choice({"type": "tool", "name": "Person"}, specs) == ToolChoice("tool", "Person")
+    with pytest.raises(InvalidRequestError, match="names no tool"):
+        normalize_tool_choice("nope", specs)
+    with pytest.raises(InvalidRequestError, match="needs tools"):
+        build_request("hi", model="m", tool_choice="auto")
+    with pytest.raises(InvalidRequestError, match="cannot be combined"):
+        build_request("hi", model="m", tools=[Person], response_model=Person)
+
+
+# --- wire shapes and calls ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("tool", [get_weather, WEATHER_SCHEMA], ids=["function", "schema"])
+def test_tool_call_reply_becomes_tool_calls(provider: str, tool: Any, srv: FakeLLMServer) -> None:
+    srv.script(ToolCallReply("get_weather", {"city": "Paris"}, id="call_1"))
+    with client(provider, srv) as c:
+        r = c.complete("Weather in Paris?", tools=[tool], tool_choice="auto")
+    assert r.tool_calls == (ToolCall("call_1", "get_weather", {"city": "Paris"}),)
+    body = srv.requests[-1].body
+    if provider == "openai":
+        assert body["tools"][0]["type"] == "function"
+        assert body["tools"][0]["function"]["name"] == "get_weather"
+        assert body["tools"][0]["function"]["parameters"]["required"] == ["city"]
+        assert body["tool_choice"] == "auto"
+    else:
+        assert body["tools"][0]["name"] == "get_weather"
+        assert body["tools"][0]["input_schema"]["required"] == ["city"]
+        assert body["tool_choice"] == {"type": "auto"}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_pydantic_tool_forced(provider: str, srv: FakeLLMServer) -> None:
+    with client(provider, srv) as c:
+        r = c.complete("Alice is 30.", tools=[Person], tool_choice=Person)
+    (call,) = r.tool_calls
+    assert call.name == "Person" and Person.model_validate(call.arguments)
+    body = srv.requests[-1].body
+    expected = ({"type": "function", "function": {"name": "Person"}} if provider == "openai"
+                else {"type": "tool", "name": "Person"})
+    assert body["tool_choice"] == expected
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_required_and_none_choices(provider: str, srv: FakeLLMServer) -> None:
+    with client(provider, srv) as c:
+        c.complete("x", tools=[get_weather], tool_choice="required")
+        required = srv.requests[-1].body["tool_choice"]
+        c.complete("x", tools=[get_weather], tool_choice="none")
+        none = srv.requests[-1].body["tool_choice"]
+    if provider == "openai":
+        assert (required, none) == ("required", "none")
+    else:
+        assert (required, none) == ({"type": "any"}, {"type": "none"})
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_tool_result_round_trip(provider: str, srv: FakeLLMServer) -> None:
+    srv.script(
+        ToolCallReply("get_weather", {"city": "Paris"}, id="call_a"),
+        "It is sunny in Paris.",
+    )
+    messages: list[Message] = [Message(MessageRole.USER, "Weather in Paris?")]
+    with client(provider, srv) as c:
+        first = c.complete(messages, tools=[get_weather])
+        added = run_tool_calls(first, [get_weather])
+        messages += added
+        final = c.complete(messages, tools=[get_weather])
+    assert final.content == "It is sunny in Paris."
+    assert [m.role for m in added] == [MessageRole.ASSISTANT, MessageRole.TOOL]
+    assert added[1].tool_call_id == "call_a" and '"sky": "sunny"' in added[1].content
+    sent = srv.requests[-1].body["messages"]
+    if provider == "openai":
+        assistant, result = sent[1], sent[2]
+        assert assistant["role"] == "assistant" and assistant["tool_calls"] == [{
+            "id": "call_a", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+        assert result["role"] == "tool" and result["tool_call_id"] == "call_a"
+        assert '"city": "Paris"' in result["content"]
+    else:
+        assistant, result = sent[1], sent[2]
+        assert assistant == {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {"city": "Paris"}}]}
+        assert result["role"] == "user"
+        (block,) = result["content"]
+        assert block["type"] == "tool_result" and block["tool_use_id"] == "call_a"
+
+
+def test_anthropic_groups_parallel_tool_results(srv: FakeLLMServer) -> None:
+    calls = (ToolCall("t1", "get_weather", {"city": "Paris"}),
+             ToolCall("t2", "get_weather", {"city": "Rome"}))
+    messages = [
+        Message(MessageRole.USER, "Paris and Rome?"),
+        Message(MessageRole.ASSISTANT, "Checking.", tool_calls=calls),
+        Message(MessageRole.TOOL, "sunny", tool_call_id="t1"),
+        Message(MessageRole.TOOL, "rainy", tool_call_id="t2"),
+    ]
+    with client("anthropic", srv) as c:
+        c.complete(messages, tools=[get_weather])
+    sent = srv.requests[-1].body["messages"]
+    assert len(sent) == 3
+    assert sent[1]["content"][0] == {"type": "text", "text": "Checking."}
+    assert [b["tool_use_id"] for b in sent[2]["content"]] == ["t1", "t2"]
+
+
+def test_run_tool_calls_validates_and_reports_errors() -> None:
+    from llmkit.types import Response
+
+    response = Response(content="", model="m", provider="p", tool_calls=(
+        ToolCall("1", "get_weather", {"city": "Oslo", "days": "3"}),  # "3" is coerced to 3
+        ToolCall("2", "get_weather", {"days": 2}),                     # city missing
+        ToolCall("3", "unknown", {}),
+    ))
+    messages = run_tool_calls(response, {"get_weather": get_weather})
+    assert '"days": 3' in messages[1].content
+    assert messages[2].content.startswith("Error: invalid arguments")
+    assert messages[3].content.startswith("Error: there is no tool named 'unknown'")
+
+
+def test_tools_change_the_cache_key() -> None:
+    from llmkit.cache.base import cache_key
+
+    plain = build_request("hi", model="m")
+    with_tools = build_request("hi", model="m", tools=[get_weather])
+    assert cache_key("openai", plain) != cache_key("openai", with_tools)
+    assert cache_key("openai", plain) == cache_key("openai", build_request("hi", model="m"))
