@@ -1,0 +1,172 @@
+"""Pieces shared by the ``llmkit`` commands: exit codes, errors, clients, tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmkit.client import LLMClient
+    from llmkit.types import Response
+
+EXIT_OK = 0
+EXIT_LLM_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    the LLM call failed (provider, network, rate-limit or pool error)
+  2    usage or configuration error (bad arguments, no API key, bad YAML)
+  130  interrupted (Ctrl-C)
+"""
+
+FAKE_KEY_PREFIX = "sk-fake-llmkit-demo-key-"
+
+
+class CLIError(Exception):
+    """A problem the user must fix; printed without a traceback, exit code 2."""
+
+
+def fake_keys(count: int) -> list[str]:
+    """``count`` made-up API keys for a FakeLLMServer."""
+    return [f"{FAKE_KEY_PREFIX}{i:02d}" for i in range(count)]
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an exception that ended a command."""
+    from llmkit.errors import ConfigurationError, LLMError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, (ConfigurationError, CLIError)):
+        return EXIT_USAGE
+    if isinstance(exc, LLMError):
+        return EXIT_LLM_ERROR
+    raise exc
+
+
+def describe_error(exc: BaseException) -> str:
+    """One or two lines for stderr: the error's kind and message, plus a hint."""
+    from llmkit.errors import ConfigurationError, NetworkError
+
+    if isinstance(exc, CLIError):
+        return f"llmkit: error: {exc}"
+    text = f"llmkit: {type(exc).__name__}: {exc}"
+    if isinstance(exc, NetworkError):
+        text += "\nhint: is the server reachable? Check --base-url (or the provider's base_url setting)."
+    elif isinstance(exc, ConfigurationError):
+        text += "\nhint: see `llmkit --help` and the configuration reference in the docs."
+    return text
+
+
+def add_client_options(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    """--provider, --model, --base-url, --config and friends."""
+    add = parser.add_argument
+    add("--provider", help="provider name (openai, anthropic); default: the configured one")
+    if model:
+        add("--model", help="model name; default: the configured one, else the provider's default")
+    add("--base-url", help="another server for the provider's API (a proxy, a local server, a fake)")
+    add("--config", dest="config_path", metavar="YAML", help="the YAML settings file (else $LLM_CONFIG_PATH)")
+    add("--timeout", type=float, help="seconds to wait for one reply")
+    add("--max-retries", type=int, help="retries after the first attempt (0: never retry)")
+
+
+def client_from_args(args: argparse.Namespace, **extra: Any) -> LLMClient:
+    """An LLMClient from the common options (settings fill in the rest)."""
+    from llmkit.client import LLMClient
+
+    options: dict[str, Any] = {
+        "model": getattr(args, "model", None),
+        "base_url": args.base_url,
+        "config_path": args.config_path,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+    }
+    options.update(extra)
+    return LLMClient(args.provider, **{k: v for k, v in options.items() if v is not None})
+
+
+def response_dict(response: Response) -> dict[str, Any]:
+    """A Response as plain JSON-able data (``raw`` and ``parsed`` left out)."""
+    usage = response.usage
+    return {
+        "content": response.content,
+        "model": response.model,
+        "provider": response.provider,
+        "finish_reason": response.finish_reason,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "cost": response.cost,
+        "key_id": response.key_id,
+        "latency": round(response.latency, 4),
+        "request_id": response.request_id,
+        "attempts": response.attempts,
+        "cached": response.cached,
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in response.tool_calls],
+    }
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
+    """A plain-text table; columns whose index is in ``right`` are right-aligned."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: list[str]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def status_table(status: dict[str, Any]) -> str:
+    """The pool status of ``client.status()`` as a summary line and a per-key table."""
+    head = (
+        f"{status['provider']}: {status['total_clients']} keys, {status['available_clients']} available, "
+        f"{status['in_use_clients']} in use, {status['waiting_requests']} waiting"
+        + (" (closed)" if status.get("closed") else "")
+    )
+    rows = []
+    for s in status["client_statuses"]:
+        remaining = ", ".join(f"{k}={v:g}" for k, v in (s.get("remaining") or {}).items()) or "no limits"
+        rows.append(
+            [
+                s["client_id"],
+                s["state"],
+                s["requests"],
+                s["in_flight"],
+                s["error_count"],
+                f"{s['cooldown_remaining']:g}s",
+                remaining,
+            ]
+        )
+    headers = ["key", "state", "requests", "in flight", "errors", "cooldown", "capacity left"]
+    return head + "\n" + table(headers, rows, right=(2, 3, 4, 5))
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def kv_table(rows: Sequence[Sequence[Any]]) -> str:
+    """Two columns, label and value."""
+    width = max((len(str(r[0])) for r in rows), default=0)
+    return "\n".join(f"  {str(label).ljust(width)}  {value}" for label, value in rows)
+
+
+def plain(doc: str | None) -> str:
+    """A module docstring as --help text (reST literals and ``::`` made plain)."""
+    return (doc or "").replace("``", "").replace("::\n", ":\n")

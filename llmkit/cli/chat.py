@@ -1,0 +1,170 @@
+"""``llmkit chat``: an interactive session with the configured provider (or a fake one).
+
+Type a line to send it; the conversation is kept, so the model sees the
+earlier turns. Commands:
+
+  hello       send a test message (outside the conversation)
+  status      show the key pool
+  stress N    send N requests at once; report successes, latency, throughput
+  reset       forget the conversation
+  help        this list
+  quit        leave (so does exit, or end of input: Ctrl-D)
+
+Lines can also be piped in: ``printf 'hello\\nstatus\\nquit\\n' | llmkit chat --fake``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from llmkit.cli._common import CLIError, add_client_options, client_from_args, fake_keys, plain, status_table
+
+if TYPE_CHECKING:
+    from llmkit.client import LLMClient
+
+__all__ = ["add_parser", "main"]
+
+HELP = __doc__.split("Commands:", 1)[1].split("Lines can", 1)[0].rstrip()
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "chat",
+        help="interactive session: messages, hello, status, stress N, quit",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_client_options(p)
+    p.add_argument("--system", help="a system prompt for the conversation")
+    p.add_argument(
+        "--fake",
+        action="store_true",
+        help="talk to a FakeLLMServer started for the session (no key, no network)",
+    )
+    p.add_argument("--keys", type=int, default=2, help="fake keys with --fake (default 2)")
+    p.add_argument("--rpm", type=int, default=600, help="requests/min per fake key with --fake (default 600)")
+    p.set_defaults(handler=main)
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[LLMClient]:
+    if not args.fake:
+        with client_from_args(args) as client:
+            yield client
+        return
+    from llmkit.client import LLMClient
+    from llmkit.config import RateLimit, Settings
+    from llmkit.testing import FakeLLMServer, ServerLimits
+
+    if args.keys < 1 or args.rpm < 1:
+        raise CLIError("--keys and --rpm must be at least 1")
+    provider = args.provider or "openai"
+    with FakeLLMServer(limits=ServerLimits(requests_per_minute=args.rpm, burst_seconds=1)) as server:
+        url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+        with LLMClient(
+            provider,
+            api_keys=fake_keys(args.keys),
+            base_url=url,
+            model=args.model,
+            rate_limit=RateLimit(requests_per_minute=args.rpm, burst_seconds=1),
+            settings=Settings(),
+        ) as client:
+            print(f"(fake {provider} server at {url}: {args.keys} keys x {args.rpm} requests/min)")
+            yield client
+
+
+def _lines(interactive: bool) -> Iterator[str]:
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            return
+        if not interactive and not line:
+            return
+        yield line.strip()
+
+
+def stress(client: LLMClient, count: int) -> str:
+    """Send ``count`` requests at once through the pool; one line of results."""
+    started = time.monotonic()
+    futures = [client.submit(f"Stress test message {i + 1} of {count}: reply briefly.") for i in range(count)]
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    for future in futures:
+        try:
+            latencies.append(future.result().latency)
+        except Exception as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+    wall = time.monotonic() - started
+    rate = len(latencies) / wall if wall else 0.0
+    text = f"stress: {len(latencies)}/{count} succeeded in {wall:.2f} s ({rate:.1f} requests/s)"
+    if latencies:
+        text += (
+            f"; latency mean {statistics.fmean(latencies):.3f} s, "
+            f"p50 {statistics.median(latencies):.3f} s, max {max(latencies):.3f} s"
+        )
+    if errors:
+        text += "; errors: " + ", ".join(f"{n} x {name}" for name, n in errors.items())
+    return text
+
+
+def _handle(line: str, client: LLMClient, session: Any) -> bool:
+    """Act on one input line; False to stop."""
+    from llmkit.errors import LLMError
+
+    word, _, rest = line.partition(" ")
+    command = word.lower()
+    try:
+        if command in ("quit", "exit"):
+            return False
+        if command == "help":
+            print(HELP)
+        elif command == "status":
+            print(status_table(client.status()))
+        elif command == "reset":
+            session.clear()
+            print("(conversation cleared)")
+        elif command == "hello":
+            r = client.complete("Hello! This is a test message from llmkit chat.")
+            print(f"assistant> {r.content}\n({_about(r)})")
+        elif command == "stress":
+            count = int(rest) if rest.strip().isdigit() and int(rest) > 0 else None
+            print(stress(client, count) if count else "usage: stress N   (N a whole number >= 1)")
+        else:
+            r = session.complete(line)
+            print(f"assistant> {r.content}\n({_about(r)})")
+    except LLMError as exc:
+        print(f"error: {type(exc).__name__}: {exc}")
+    sys.stdout.flush()
+    return True
+
+
+def _about(r: Any) -> str:
+    cost = f", ${r.cost:.6f}" if r.cost is not None else ""
+    tokens = f"{r.usage.input_tokens} in / {r.usage.output_tokens} out tokens"
+    return f"{tokens}, {r.latency:.2f} s, {r.key_id}{cost}"
+
+
+def main(args: argparse.Namespace) -> int:
+    from llmkit.session import Session
+
+    interactive = sys.stdin.isatty()
+    with _client(args) as client:
+        session = Session(args.system, client=client)
+        keys = client.status()["total_clients"]
+        print(
+            f"llmkit chat: {client.provider}, model {client.model}, {keys} keys. "
+            "Type a message, or help, hello, status, stress N, quit.",
+            flush=True,
+        )
+        for line in _lines(interactive):
+            if line and not _handle(line, client, session):
+                break
+    print("bye")
+    return 0
