@@ -35,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     "Response": "llmkit.types",
     "Usage": "llmkit.types",
     "ToolCall": "llmkit.types",
+    "TextPart": "llmkit.types",
+    "ImagePart": "llmkit.types",
     "LLMConfig": "llmkit.config",
     "RateLimit": "llmkit.config",
     "RateLimitConfig": "llmkit.config",
@@ -113,4 +115,4 @@ if TYPE_CHECKING:
     from llmkit.middleware import LoggingMiddleware
     from llmkit.session import Session, SessionManager
     from llmkit.streaming import TextStream
-    from llmkit.types import Message, MessageRole, Response, ToolCall, Usage
+    from llmkit.types import ImagePart, Message, MessageRole, Response, TextPart, ToolCall, Usage

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.dispatch import Dispatcher
 from llmkit.errors import ConfigurationError
+from llmkit.fallback import Fallbacks
 from llmkit.middleware import Middleware, build_chain, builtin_middleware
 from llmkit.pool import KeyPool
 from llmkit.providers import canonical_name, provider_class
@@ -114,6 +115,7 @@ class LLMClient:
         cache: Any = None,
         shared_limits: SharedLimits | str | None = None,
         clock: Clock | None = None,
+        fallbacks: Sequence[Any] | None = None,
     ) -> None:
         from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
 
@@ -194,7 +196,9 @@ class LLMClient:
             cache_lookup=self._cache.lookup,
         )
         self._middleware = [*middleware, *builtins, self._cost, self._cache]
-        self._handler = build_chain(self._middleware, self._send)
+        # Fallbacks wrap the end of the chain (llmkit.fallback); none: self._send itself.
+        self._fallbacks = Fallbacks.build(fallbacks, settings, clock=clock)
+        self._handler = build_chain(self._middleware, self._fallbacks.wrap(self._send))
 
     def __repr__(self) -> str:
         return f"LLMClient(provider={self.provider!r}, model={self.model!r}, keys={len(self._pool.slots)})"
@@ -204,7 +208,7 @@ class LLMClient:
     def _request(self, messages: MessagesInput, kwargs: dict[str, Any], stream: bool = False) -> Request:
         d = self.defaults
         get = kwargs.pop
-        return build_request(
+        request = build_request(
             messages,
             model=get("model", None) or self.model,
             system_prompt=_pick(get("system_prompt", None), d.system_prompt),
@@ -216,8 +220,13 @@ class LLMClient:
             retry_delay=get("retry_delay", None),
             stream=stream,
             response_model=get("response_model", None),
+            tools=get("tools", None),
+            tool_choice=get("tool_choice", None),
+            json_mode=get("json_mode", False),
             extra=kwargs,
         )
+        self._adapter.check_request(request)
+        return request
 
     def complete(self, messages: MessagesInput, **kwargs: Any) -> Any:
         """Complete a prompt or conversation, blocking until the answer is in.
@@ -227,7 +236,11 @@ class LLMClient:
         ``retry_delay`` (so ``**LLMConfig(...).to_dict()`` works);
         ``response_model=`` a pydantic model for a validated structured answer
         (``include_response=True`` returns ``(model, Response)``); anything
-        else is passed to the provider as it is.
+        else is passed to the provider as it is. ``tools=`` functions, pydantic
+        models or JSON schemas the model may call, ``tool_choice=`` ("auto",
+        "none", "required" or a tool), see :mod:`llmkit.tools`; the calls come
+        back in ``Response.tool_calls``. ``json_mode=True`` asks for a JSON
+        object (exact on OpenAI-compatible APIs, best-effort on Anthropic).
 
         Returns a :class:`Response`, or the validated model for ``response_model``.
         """
@@ -345,6 +358,7 @@ class LLMClient:
         """
         self._pool.close(timeout)
         self._cache.close()
+        self._fallbacks.close(timeout)
 
     def __enter__(self) -> LLMClient:
         return self

@@ -307,6 +307,12 @@ class RateLimit(ConfigModel, init=False):
         description="Output tokens reserved before a call that gives no max_tokens, >= 1 "
         "(corrected with the real usage afterwards). None: reserve max_tokens, else a "
         "default. 0 is refused.")
+    send_allowance: float = Field(
+        default=0.05, ge=0, le=5,
+        description="Seconds a request may take to reach the provider after its key was "
+        "chosen. Near a full bucket the refill of that time is held back, so the local "
+        "picture never runs ahead of the provider's (which counts the request on arrival). "
+        "0: trust the timing exactly (tests on a fake clock).")
 
     @property
     def is_unlimited(self) -> bool:

@@ -17,9 +17,13 @@ tree at the boundary, in ``llmkit.providers``, and chained with ``from exc``::
     ├── StreamError                 a stream broke after text was yielded
     ├── StructuredOutputError       the reply never validated against the model
     ├── BudgetExceededError         the request would pass ``max_cost``
+    ├── CheckpointError         a batch checkpoint is unreadable (llmkit.batch)
+    │   └── CheckpointMismatchError  it belongs to other inputs
     └── PoolError
         ├── CapacityTimeoutError    a rate limiter could not grant capacity in time
         │   └── PoolExhaustedError  no key could be had within ``acquire_timeout``
+        ├── SharedLimitsUnavailableError  Redis is down and limits fail closed
+        │                               (llmkit.backends.redis)
         └── PoolClosedError         the client was closed
 
 Each error carries, where known: ``provider``, ``status_code``, ``request_id``,

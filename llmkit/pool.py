@@ -77,7 +77,9 @@ class KeySlot:
         if client is None:
             with self._client_lock:
                 if self._client is None:
-                    self._client = self._provider.create_client(self._api_key)
+                    client = self._provider.create_client(self._api_key)
+                    self._provider.warm_client(client)
+                    self._client = client
                 client = self._client
         return client
 
@@ -405,7 +407,7 @@ class KeyPool:
             if self._closed:
                 raise PoolClosedError("The client is closed", provider=self.provider.name)
             if self._executor is None:
-                workers = self.config.max_workers or min(64, 4 * len(self.slots) + 4)
+                workers = self.config.workers_for(len(self.slots))
                 self._executor = ThreadPoolExecutor(
                     workers, thread_name_prefix=f"llmkit-{self.provider.name}"
                 )

@@ -229,6 +229,7 @@ class KeyLimiter:
                     capacity = max(1.0, per_minute * burst)
                     self.buckets[name] = TokenBucket(capacity, per_minute / 60.0, clock=self.clock)
         self.counts_tokens = any(name != "requests" for name in self.buckets)
+        self.send_allowance = rate_limit.send_allowance if rate_limit is not None else 0.0
 
     def _costs(self, cost: Cost) -> list[tuple[TokenBucket, float]]:
         buckets = self.buckets
@@ -289,9 +290,23 @@ class KeyLimiter:
         """Take ``cost`` (clamped) from every bucket and count one more request in flight."""
         cost = self.clamp(cost)
         for bucket, amount in self._costs(cost):
-            bucket.consume(amount)
+            bucket.consume(amount + self._timing_debt(bucket))
         self.in_flight += 1
         return Reservation(cost)
+
+    def _timing_debt(self, bucket: TokenBucket) -> float:
+        """What to hold back of a nearly full bucket for the request's time on the way.
+
+        The provider counts a request when it arrives, up to ``send_allowance``
+        seconds after we took it. If its bucket is full meanwhile, it throws
+        that refill away while ours keeps it: without this debt the two would
+        drift apart by ``rate * delay`` at every burst, and the drift would
+        surface as 429s.
+        """
+        if not self.send_allowance:
+            return 0.0
+        allowance = bucket.rate * self.send_allowance
+        return max(0.0, min(allowance, bucket.level + allowance - bucket.capacity))
 
     def finish(
         self, reservation: Reservation, *, input_tokens: int | None, output_tokens: int | None

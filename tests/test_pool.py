@@ -99,7 +99,9 @@ def test_response_carries_key_fingerprint_and_attempts():
 
 
 def test_fewest_in_flight_wins_then_soonest():
-    clock, _, pool, _, _, _ = make(rate_limit=RateLimit(requests_per_minute=60, burst_seconds=1))
+    clock, _, pool, _, _, _ = make(
+        rate_limit=RateLimit(send_allowance=0, requests_per_minute=60, burst_seconds=1)
+    )
     first = pool.acquire(Cost(), 1)
     second = pool.acquire(Cost(), 1)
     assert first.slot.index != second.slot.index
@@ -250,7 +252,7 @@ def test_pool_exhausted_error_says_why():
 
 def test_rate_limited_pool_never_admits_more_than_the_limit_in_any_window():
     clock, provider, _, dispatcher, _, _ = make(
-        keys=KEYS[:2], rate_limit=RateLimit(requests_per_minute=5), acquire_timeout=None
+        keys=KEYS[:2], rate_limit=RateLimit(send_allowance=0, requests_per_minute=5), acquire_timeout=None
     )
     done: list = []
     threads = [
@@ -270,7 +272,9 @@ def test_rate_limited_pool_never_admits_more_than_the_limit_in_any_window():
 
 
 def test_server_headers_lower_the_local_picture():
-    _, provider, pool, dispatcher, _, _ = make(keys=KEYS[:1], rate_limit=RateLimit(requests_per_minute=100))
+    _, provider, pool, dispatcher, _, _ = make(
+        keys=KEYS[:1], rate_limit=RateLimit(send_allowance=0, requests_per_minute=100)
+    )
     provider.limits = ServerLimitState(remaining_requests=2)
     dispatcher.execute(req())
     assert pool.status()["client_statuses"][0]["remaining"]["requests"] == 2
@@ -278,7 +282,8 @@ def test_server_headers_lower_the_local_picture():
 
 def test_token_reservation_is_reconciled_with_real_usage():
     _, _, pool, dispatcher, _, _ = make(
-        keys=KEYS[:1], rate_limit=RateLimit(input_tokens_per_minute=1000, output_tokens_per_minute=1000)
+        keys=KEYS[:1],
+        rate_limit=RateLimit(send_allowance=0, input_tokens_per_minute=1000, output_tokens_per_minute=1000),
     )
     dispatcher.execute(req(max_tokens=300))
     remaining = pool.status()["client_statuses"][0]["remaining"]
@@ -286,7 +291,9 @@ def test_token_reservation_is_reconciled_with_real_usage():
 
 
 def test_closed_pool_refuses_work_and_wakes_waiters():
-    clock, _, pool, dispatcher, _, _ = make(keys=KEYS[:1], rate_limit=RateLimit(requests_per_minute=1))
+    clock, _, pool, dispatcher, _, _ = make(
+        keys=KEYS[:1], rate_limit=RateLimit(send_allowance=0, requests_per_minute=1)
+    )
     dispatcher.execute(req())
     errors: list = []
 

@@ -82,7 +82,7 @@ def test_bucket_is_never_negative_nor_above_capacity_and_never_overadmits(capaci
 def test_requests_admitted_in_any_window_never_exceed_the_limit(per_minute, gaps):
     """Over any 60 s window, at most the per-minute limit (the bucket holds one minute)."""
     clock = FakeClock(0.0)
-    limiter = KeyLimiter(RateLimit(requests_per_minute=per_minute), clock)
+    limiter = KeyLimiter(RateLimit(send_allowance=0, requests_per_minute=per_minute), clock)
     times = []
     for gap in gaps:
         clock.advance(gap)
@@ -102,7 +102,9 @@ def test_requests_admitted_in_any_window_never_exceed_the_limit(per_minute, gaps
 @given(st.lists(st.tuples(st.integers(0, 500), st.integers(0, 500), st.booleans()), max_size=20))
 def test_reservations_reconcile_to_exactly_the_real_usage(calls):
     clock = FakeClock(0.0)
-    limiter = KeyLimiter(RateLimit(input_tokens_per_minute=10_000, output_tokens_per_minute=10_000), clock)
+    limiter = KeyLimiter(
+        RateLimit(send_allowance=0, input_tokens_per_minute=10_000, output_tokens_per_minute=10_000), clock
+    )
     used_in = used_out = 0
     for estimate, actual, fails in calls:
         reservation = limiter.reserve(Cost(1, estimate, estimate))

@@ -131,7 +131,7 @@ def test_bucket_rejects_nonsense():
 
 
 def limiter(clock, **limits):
-    return KeyLimiter(RateLimit(**limits), clock)
+    return KeyLimiter(RateLimit(send_allowance=0, **limits), clock)
 
 
 def test_limiter_reserves_and_reconciles_refund_and_debt():
@@ -184,3 +184,14 @@ def test_unlimited_limiter_admits_everything():
     lim = KeyLimiter(None, FakeClock())
     assert lim.wait_time(Cost(1, 10**9, 10**9)) == 0
     assert not lim.counts_tokens
+
+
+def test_a_burst_holds_back_the_refill_of_the_send_allowance():
+    """The provider counts a request on arrival: near a full bucket, hold back its travel time."""
+    clock = FakeClock()
+    lim = KeyLimiter(RateLimit(requests_per_minute=1200, burst_seconds=1, send_allowance=0.05), clock)
+    lim.reserve(Cost())
+    assert lim.buckets["requests"].level == pytest.approx(20 - 1 - 1)  # 20/s x 0.05 s held back
+    for _ in range(10):
+        lim.reserve(Cost())
+    assert lim.buckets["requests"].level == pytest.approx(8)  # far from full: nothing more held back

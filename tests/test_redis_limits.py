@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import socket
@@ -62,7 +63,7 @@ def test_two_pools_share_one_budget(server, redis_db):
 
 
 def test_reservations_are_reconciled_in_redis(server, redis_db):
-    limit = RateLimit(input_tokens_per_minute=60_000, output_tokens_per_minute=60_000)
+    limit = RateLimit(input_tokens_per_minute=60_000, output_tokens_per_minute=60_000, send_allowance=0)
     with client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1]) as client:
         response = client.complete("x" * 400, max_tokens=500)
         limiter = client._pool.slots[0].limiter
@@ -88,33 +89,58 @@ def test_keys_are_stored_by_fingerprint_only(server, redis_db):
     assert not any(secret in name for name in names for secret in KEYS)
 
 
-def test_several_processes_share_the_limits(redis_db, tmp_path):
-    limits = ServerLimits(requests_per_minute=600, burst_seconds=1)  # 10 per second per key
+def _run_workers(redis: str | None, tmp_path) -> dict:
+    """3 processes x 4 threads x 30 requests over 2 keys allowed 5 requests/s each."""
+    limits = ServerLimits(requests_per_minute=300, burst_seconds=1)
     with FakeLLMServer(limits=limits) as srv:
         script = tmp_path / "worker.py"
-        script.write_text(WORKER.format(url=srv.openai_base_url, redis=redis_db, keys=KEYS))
+        script.write_text(WORKER.format(url=srv.openai_base_url, redis=redis, keys=KEYS))
         procs = [
-            subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+            subprocess.Popen([sys.executable, str(script), str(time.time() + 6)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
             for _ in range(3)
-        ]
-        outputs = [p.communicate(timeout=120)[0] for p in procs]
+        ]  # fmt: skip
+        outputs = [p.communicate(timeout=180) for p in procs]
         stats = srv.stats()
     assert all(p.returncode == 0 for p in procs), outputs
-    assert sum(int(o.split()[-1]) for o in outputs) == 45
-    assert stats["by_status"].get(200) == 45
-    # Separate pools would each burst and draw dozens; a shared budget draws a stray one or two
-    # when requests reach the server unevenly delayed (a loaded machine).
-    assert stats["by_status"].get(429, 0) <= 3
+    stats["succeeded"] = sum(int(out.split()[-1]) for out, _ in outputs)
+    sent = collections.Counter(str(r.body) for r in srv.requests)
+    stats["sent_twice"] = [(r.key[-4:], r.status, r.fault, r.body) for r in srv.requests
+                           if sent[str(r.body)] > 1]  # fmt: skip
+    return stats
+
+
+def test_several_processes_share_the_limits(redis_db, tmp_path):
+    with_redis = _run_workers(redis_db, tmp_path)
+    assert with_redis["succeeded"] == with_redis["by_status"].get(200) == 90, with_redis["sent_twice"]
+    shared = with_redis["by_status"].get(429, 0)
+    alone = _run_workers(None, tmp_path)["by_status"].get(429, 0)
+    # Without Redis each process believes it has both keys to itself: together they send at
+    # three times the allowed rate and draw dozens of 429s. One shared budget draws at most a
+    # few strays when requests reach the server unevenly delayed (three processes on a loaded
+    # 2-core machine); the 1% figure is bench/shared_limits.py's to measure.
+    assert alone >= 20
+    assert shared <= 6
+    assert shared * 4 <= alone
 
 
 WORKER = """
+import os, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from llmkit import LLMClient, RateLimit
 client = LLMClient("openai", api_keys={keys!r}, base_url={url!r}, shared_limits={redis!r},
-                   rate_limit=RateLimit(requests_per_minute=600, burst_seconds=1), acquire_timeout=60)
+                   rate_limit=RateLimit(requests_per_minute=300, burst_seconds=1),
+                   acquire_timeout=60, max_retries=10)
+client._pool._warm_up()  # import the SDK before the common start
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+def one(i):
+    try:
+        client.complete(f"worker {{os.getpid()}} {{i}}")
+        return 1
+    except Exception:  # without shared limits some may run out of retries
+        return 0
 with ThreadPoolExecutor(4) as pool:
-    results = list(pool.map(lambda i: client.complete(f"worker {{i}}"), range(15)))
-print("done", len(results))
+    print("done", sum(pool.map(one, range(30))))
 """
 
 
@@ -215,7 +241,7 @@ def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
     from llmkit.clock import SystemClock
 
     limiter = RedisLimits(redis_db).limiter(
-        RateLimit(requests_per_minute=60, burst_seconds=1), SystemClock(), "test:key-1"
+        RateLimit(requests_per_minute=60, burst_seconds=1, send_allowance=0), SystemClock(), "test:key-1"
     )
     reservation, wait = limiter.try_reserve(Cost())
     assert reservation is not None and wait == 0

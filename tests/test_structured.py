@@ -218,7 +218,7 @@ def test_structured_calls_from_many_threads(server, provider):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_pool_reconciles_the_summed_usage_even_when_validation_fails(server, provider):
-    limit = RateLimit(input_tokens_per_minute=50_000, output_tokens_per_minute=50_000)
+    limit = RateLimit(input_tokens_per_minute=50_000, output_tokens_per_minute=50_000, send_allowance=0)
     with make(server, provider, keys=(KEY1,), rate_limit=limit, clock=FakeClock()) as client:
 
         def remaining() -> dict[str, float]:

@@ -42,17 +42,18 @@ __all__ = ["RedisLimits", "SharedKeyLimiter", "SharedLimitsUnavailableError"]
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-# KEYS[1]: the key's hash. ARGV: ttl, count, then per bucket: name, capacity, rate, cost.
-# Refills every bucket by Redis time; if each holds its cost, takes them all.
+# KEYS[1]: the key's hash. ARGV: ttl, count, send allowance (s), then per bucket: name,
+# capacity, rate, cost. Refills every bucket by Redis time; if each holds its cost, takes them
+# all, holding back the refill of the send allowance near a full bucket (see KeyLimiter).
 # Returns {ok (1/0), wait, level...} as strings (Lua numbers would be truncated).
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local count = tonumber(ARGV[2])
+local count, allowance = tonumber(ARGV[2]), tonumber(ARGV[3])
 local levels, wait = {}, 0
 for i = 0, count - 1 do
-  local name, cap = ARGV[3 + i * 4], tonumber(ARGV[4 + i * 4])
-  local rate, cost = tonumber(ARGV[5 + i * 4]), tonumber(ARGV[6 + i * 4])
+  local name, cap = ARGV[4 + i * 4], tonumber(ARGV[5 + i * 4])
+  local rate, cost = tonumber(ARGV[6 + i * 4]), tonumber(ARGV[7 + i * 4])
   local level = tonumber(redis.call('HGET', KEYS[1], 'l:' .. name))
   local stamp = tonumber(redis.call('HGET', KEYS[1], 't:' .. name))
   if level == nil or stamp == nil then level, stamp = cap, now end
@@ -65,9 +66,14 @@ local ok = 0
 if wait <= 0 then ok = 1 end
 local out = {tostring(ok), tostring(wait)}
 for i = 0, count - 1 do
-  local name, cost = ARGV[3 + i * 4], tonumber(ARGV[6 + i * 4])
+  local name, cap = ARGV[4 + i * 4], tonumber(ARGV[5 + i * 4])
+  local rate, cost = tonumber(ARGV[6 + i * 4]), tonumber(ARGV[7 + i * 4])
   local level = levels[i + 1]
-  if ok == 1 then level = level - cost end
+  if ok == 1 then
+    local allow = rate * allowance
+    local debt = math.max(0, math.min(allow, level + allow - cap))
+    level = level - cost - debt
+  end
   redis.call('HSET', KEYS[1], 'l:' .. name, tostring(level), 't:' .. name, tostring(now))
   out[#out + 1] = tostring(level)
 end
@@ -213,7 +219,7 @@ class SharedKeyLimiter(KeyLimiter):
         if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
             return None, float("inf")
         amounts = dict(self._costs_by_name(cost))
-        args: list[Any] = [self.ttl, len(self.buckets)]
+        args: list[Any] = [self.ttl, len(self.buckets), self.send_allowance]
         for name, capacity, rate in self._spec():
             args += [name, capacity, rate, amounts[name]]
         result = self.shared.run("take", self.redis_key, args)
