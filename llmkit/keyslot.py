@@ -1,0 +1,63 @@
+"""One API key in the pool: its SDK client, limiter and health, and the lease of an attempt."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from llmkit.health import KeyHealth
+from llmkit.providers.base import Provider, fingerprint
+from llmkit.ratelimit import KeyLimiter, Reservation
+
+__all__ = ["KeySlot", "Lease"]
+
+
+class KeySlot:
+    """One API key: its SDK client (made on first use), limiter and health."""
+
+    def __init__(self, index: int, api_key: str, provider: Provider, limiter: KeyLimiter, health: KeyHealth):
+        self.index = index
+        self.key_id = fingerprint(api_key)
+        self._api_key = api_key
+        self._provider = provider
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self.limiter = limiter
+        self.health = health
+        self.requests = 0
+
+    def __repr__(self) -> str:
+        return f"KeySlot({self.key_id}, in_flight={self.limiter.in_flight})"
+
+    @property
+    def secret(self) -> str:
+        """The key itself: only for building clients and redacting messages."""
+        return self._api_key
+
+    @property
+    def client(self) -> Any:
+        """The SDK client of this key, created once and reused (connections too)."""
+        client = self._client
+        if client is None:
+            with self._client_lock:
+                if self._client is None:
+                    client = self._provider.create_client(self._api_key)
+                    self._provider.warm_client(client)
+                    self._client = client
+                client = self._client
+        return client
+
+    def close(self) -> None:
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            self._provider.close_client(client)
+
+
+@dataclass(slots=True)
+class Lease:
+    """A key handed to one attempt, with the capacity reserved for it."""
+
+    slot: KeySlot
+    reservation: Reservation
