@@ -48,12 +48,20 @@ def llmkit_client(provider: str, base_url: str, rate_limit: RateLimit | None = N
     return lambda: client.complete(MESSAGES)
 
 
-def sequential(call: Callable[[], object], calls: int) -> float:
-    """Seconds per call, over ``calls`` calls in one thread."""
-    started = time.perf_counter()
-    for _ in range(calls):
-        call()
-    return (time.perf_counter() - started) / calls
+def sequential(calls: dict[str, Callable[[], object]], count: int) -> dict[str, float]:
+    """Median seconds per call of each contender, calling them in turn, call by call.
+
+    Interleaving call by call puts every contender under the same machine noise
+    at the same moments; the median drops the odd garbage collection or hiccup.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    clock = time.perf_counter
+    for _ in range(count):
+        for name, call in calls.items():
+            started = clock()
+            call()
+            times[name].append(clock() - started)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def threaded(call: Callable[[], object], calls: int, threads: int) -> float:
@@ -101,18 +109,21 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         for call in calls.values():  # warm up: imports, connections
             for _ in range(50):
                 call()
+        names = list(calls)
         for round_no in range(args.rounds):
-            for name, call in calls.items():
+            per_call = sequential(calls, args.calls)
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]  # rotate
+            for name in order:
                 entry = results.setdefault(name, {"per_call": [], "throughput": []})
-                entry["per_call"].append(sequential(call, args.calls))
-                entry["throughput"].append(threaded(call, args.threaded_calls, args.threads))
+                entry["per_call"].append(per_call[name])
+                entry["throughput"].append(threaded(calls[name], args.threaded_calls, args.threads))
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     return results
 
 
 def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> bool:
     print(
-        f"\nmedians over {args.rounds} rounds ({args.calls} sequential calls, "
+        f"\nmedians over {args.rounds} rounds ({args.calls} interleaved sequential calls, "
         f"{args.threaded_calls} calls on {args.threads} threads per round)"
     )
     print(f"{'contender':24} {'per call':>10} {'throughput':>14}")
@@ -138,7 +149,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=500, help="sequential calls per round")
+    parser.add_argument("--calls", type=int, default=500, help="sequential calls per contender per round")
     parser.add_argument("--threaded-calls", type=int, default=2000, help="calls per round on the threads")
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()

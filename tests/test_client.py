@@ -271,3 +271,23 @@ def test_closed_client_refuses_work(server):
     with pytest.raises(PoolClosedError):
         client.complete("Hi")
     assert server.requests == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_raw_is_the_sdk_object_built_on_first_use(server, provider):
+    import pickle
+
+    with make(server, provider) as client:
+        response = client.complete("raw please")
+    if provider == "openai":
+        import openai
+
+        assert response.raw.choices[0].message.content == "raw please"
+        assert isinstance(response.raw.get(), openai.types.chat.ChatCompletion)
+    else:
+        import anthropic
+
+        assert response.raw.content[0].text == "raw please"
+        assert isinstance(response.raw.get(), anthropic.types.Message)
+    copy = pickle.loads(pickle.dumps(response))
+    assert copy.content == "raw please" and copy.raw.model == response.model

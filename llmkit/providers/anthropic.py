@@ -7,6 +7,7 @@ from typing import Any
 
 from llmkit.errors import LLMError
 from llmkit.providers import _anthropic_format as fmt
+from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, StreamDelta, header_number
 from llmkit.ratelimit import ServerLimitState
@@ -80,30 +81,32 @@ class AnthropicProvider(Provider):
 
         try:
             raw = client.messages.with_raw_response.create(**self.build_params(request))
-            message = raw.parse()
-            response = self.parse_message(message, raw.headers)
+            response = self.parse_message(reply_json(raw), raw.headers, LazySDKObject(raw.parse))
             if fmt.json_prefill(request):  # put the prefilled "{" back in front
                 object.__setattr__(response, "content", fmt.JSON_PREFILL + response.content)
             return ProviderReply(response, self.limit_state(raw.headers))
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
 
-    def parse_message(self, message: Any, headers: Mapping[str, str]) -> Response:
+    def parse_message(self, message: Any, headers: Mapping[str, str], raw: Any = None) -> Response:
+        """A Response from a Messages reply: its JSON (a dict) or the SDK's object."""
         texts, calls = [], []
-        for block in message.content:
-            if block.type == "text":
-                texts.append(block.text)
-            elif block.type == "tool_use":
-                calls.append(ToolCall(id=block.id, name=block.name, arguments=dict(block.input)))
+        for block in field(message, "content") or ():
+            kind = field(block, "type")
+            if kind == "text":
+                texts.append(field(block, "text"))
+            elif kind == "tool_use":
+                arguments = dict(field(block, "input") or {})
+                calls.append(ToolCall(id=field(block, "id"), name=field(block, "name"), arguments=arguments))
         return Response(
             content="".join(texts),
-            model=message.model,
+            model=field(message, "model"),
             provider=self.name,
-            finish_reason=message.stop_reason,
-            usage=self._usage(message.usage),
+            finish_reason=field(message, "stop_reason"),
+            usage=self._usage(field(message, "usage")),
             request_id=headers.get("request-id"),
             tool_calls=tuple(calls),
-            raw=message,
+            raw=message if raw is None else raw,
         )
 
     # -- structured outputs (see Provider.structured_client) ------------------------
@@ -137,9 +140,12 @@ class AnthropicProvider(Provider):
     def _usage(usage: Any) -> Usage:
         """Anthropic counts cache reads and writes apart from ``input_tokens``; llmkit
         counts every input token in ``input_tokens``, cache reads also in ``cached_input_tokens``."""
-        cached = getattr(usage, "cache_read_input_tokens", None) or 0
-        written = getattr(usage, "cache_creation_input_tokens", None) or 0
-        return Usage((usage.input_tokens or 0) + cached + written, usage.output_tokens or 0, cached)
+        if usage is None:
+            return Usage()
+        cached = field(usage, "cache_read_input_tokens") or 0
+        written = field(usage, "cache_creation_input_tokens") or 0
+        total_in = (field(usage, "input_tokens") or 0) + cached + written
+        return Usage(total_in, field(usage, "output_tokens") or 0, cached)
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
         """Anthropic's ``anthropic-ratelimit-*`` headers."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from llmkit.errors import LLMError
 from llmkit.providers._openai_format import message_dict, system_prompt, tool_params
+from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers.base import (
     Capabilities,
@@ -65,28 +66,27 @@ class OpenAIProvider(Provider):
 
         try:
             raw = client.chat.completions.with_raw_response.create(**self.build_params(request))
-            completion = raw.parse()
-            return ProviderReply(
-                self.parse_completion(completion, raw.headers), self.limit_state(raw.headers)
-            )
+            response = self.parse_completion(reply_json(raw), raw.headers, LazySDKObject(raw.parse))
+            return ProviderReply(response, self.limit_state(raw.headers))
         except Exception as exc:
             raise map_sdk_error(exc, openai, self.name) from exc
 
-    def parse_completion(self, completion: Any, headers: Mapping[str, str]) -> Response:
-        if not completion.choices:
+    def parse_completion(self, completion: Any, headers: Mapping[str, str], raw: Any = None) -> Response:
+        """A Response from a chat completion: its JSON (a dict) or the SDK's object."""
+        choices = field(completion, "choices")
+        if not choices:
             raise ValueError("the reply has no choices")
-        choice = completion.choices[0]
-        message = choice.message
-        usage = completion.usage
+        choice = choices[0]
+        message = field(choice, "message")
         return Response(
-            content=message.content or "",
-            model=completion.model,
+            content=field(message, "content") or "",
+            model=field(completion, "model"),
             provider=self.name,
-            finish_reason=choice.finish_reason,
-            usage=self._usage(usage),
+            finish_reason=field(choice, "finish_reason"),
+            usage=self._usage(field(completion, "usage")),
             request_id=headers.get("x-request-id"),
-            tool_calls=tuple(_tool_call(c) for c in (message.tool_calls or ())),
-            raw=completion,
+            tool_calls=tuple(_tool_call(c) for c in (field(message, "tool_calls") or ())),
+            raw=completion if raw is None else raw,
         )
 
     # -- structured outputs (see Provider.structured_client) ------------------------
@@ -118,9 +118,9 @@ class OpenAIProvider(Provider):
     def _usage(usage: Any) -> Usage:
         if usage is None:
             return Usage()
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = getattr(details, "cached_tokens", None) or 0
-        return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)
+        details = field(usage, "prompt_tokens_details")
+        cached = (field(details, "cached_tokens") if details is not None else None) or 0
+        return Usage(field(usage, "prompt_tokens") or 0, field(usage, "completion_tokens") or 0, cached)
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
         """OpenAI's ``x-ratelimit-*`` headers (tokens are input and output combined)."""
@@ -171,9 +171,10 @@ class OpenAIProvider(Provider):
 
 
 def _tool_call(call: Any) -> ToolCall:
-    function = call.function
+    function = field(call, "function")
+    text = field(function, "arguments")
     try:
-        arguments = json.loads(function.arguments or "{}")
+        arguments = json.loads(text or "{}")
     except json.JSONDecodeError:
-        arguments = {"_raw": function.arguments}
-    return ToolCall(id=call.id, name=function.name, arguments=arguments)
+        arguments = {"_raw": text}
+    return ToolCall(id=field(call, "id"), name=field(function, "name"), arguments=arguments)
