@@ -345,14 +345,15 @@ class KeyLimiter:
         for bucket in self.buckets.values():
             bucket.drain()
 
-    def apply_server_state(self, state: ServerLimitState, elapsed: float = 0.0) -> None:
-        """Lower local levels to what the server says remains, where it says less.
+    def server_bounds(self, state: ServerLimitState, elapsed: float = 0.0) -> dict[str, float]:
+        """Per bucket, the most the server can have left now, from what its headers said.
 
         The server counted ``remaining`` when it admitted the call, at most
         ``elapsed`` seconds ago (the call's duration); its bucket has refilled
         since, so the bound is ``remaining + rate * elapsed``. Without that
         allowance every reply would throw away the refill of its own latency.
         """
+        bounds = {}
         for name, remaining in (
             ("requests", state.remaining_requests),
             ("input_tokens", state.remaining_input_tokens),
@@ -361,7 +362,13 @@ class KeyLimiter:
         ):
             bucket = self.buckets.get(name)
             if bucket is not None and remaining is not None:
-                bucket.cap(remaining + bucket.rate * elapsed)
+                bounds[name] = remaining + bucket.rate * elapsed
+        return bounds
+
+    def apply_server_state(self, state: ServerLimitState, elapsed: float = 0.0) -> None:
+        """Lower local levels to what the server says remains, where it says less."""
+        for name, bound in self.server_bounds(state, elapsed).items():
+            self.buckets[name].cap(bound)
 
     def snapshot(self) -> dict[str, Any]:
         """Remaining capacity per limit, for status output."""

@@ -292,16 +292,7 @@ class SharedKeyLimiter(KeyLimiter):
         self._adjust({name: ("cap", 0.0) for name in self.buckets})
 
     def apply_server_state(self, state: ServerLimitState, elapsed: float = 0.0) -> None:
-        changes = {}
-        for name, remaining in (
-            ("requests", state.remaining_requests),
-            ("input_tokens", state.remaining_input_tokens),
-            ("output_tokens", state.remaining_output_tokens),
-            ("tokens", state.remaining_tokens),
-        ):
-            bucket = self.buckets.get(name)
-            if bucket is not None and remaining is not None:
-                bound = remaining + bucket.rate * elapsed
-                if bucket.level > bound:
-                    changes[name] = ("cap", bound)
-        self._adjust(changes)
+        bounds = self.server_bounds(state, elapsed)
+        self._adjust(
+            {name: ("cap", bound) for name, bound in bounds.items() if self.buckets[name].level > bound}
+        )
