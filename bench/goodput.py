@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmkit import LLMClient, RateLimit
+from llmkit.cli.bench import drive, ideal_seconds  # the same measurement as `llmkit bench`
 from llmkit.testing import FakeLLMServer, ServerLimits
 
 KEYS = [f"sk-bench-key-{i}-0000000000" for i in range(4)]
@@ -102,54 +103,8 @@ def make_prompts(scenario: Scenario, count: int, seed: int = 7) -> list[str]:
     return prompts
 
 
-def drive(call: Callable[[str], object], prompts: list[str], threads: int) -> tuple[int, int, float, str]:
-    """Send every prompt from ``threads`` threads; count successes and failures."""
-    queue = list(reversed(prompts))
-    lock = threading.Lock()
-    counts = {"ok": 0, "failed": 0}
-    errors: dict[str, int] = {}
-
-    def worker() -> None:
-        while True:
-            with lock:
-                if not queue:
-                    return
-                prompt = queue.pop()
-            try:
-                call(prompt)
-                outcome = "ok"
-            except Exception as exc:
-                outcome = "failed"
-                with lock:
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            with lock:
-                counts[outcome] += 1
-
-    workers = [threading.Thread(target=worker) for _ in range(threads)]
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    note = ", ".join(f"{n} x {name}" for name, n in errors.items())
-    return counts["ok"], counts["failed"], time.perf_counter() - started, note
-
-
 def ideal_time(scenario: Scenario, stats: dict) -> float:
-    lim = scenario.limits
-    keys = len(KEYS)
-    demands = [
-        (lim.requests_per_minute, stats["by_status"].get(200, 0)),
-        (lim.input_tokens_per_minute, stats.get("input_tokens", 0)),
-        (lim.output_tokens_per_minute, stats.get("output_tokens", 0)),
-    ]
-    times = []
-    for per_minute, demand in demands:
-        if per_minute:
-            rate = keys * per_minute / 60.0
-            burst = keys * per_minute * lim.burst_seconds / 60.0
-            times.append(max(0.0, demand - burst) / rate)
-    return max(times)
+    return ideal_seconds(scenario.limits, len(KEYS), stats)
 
 
 def base_url(server, scenario: Scenario) -> str:
