@@ -9,7 +9,7 @@ worker threads.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -20,9 +20,10 @@ from llmkit.fallback import Fallbacks
 from llmkit.middleware import Middleware, build_chain, builtin_middleware
 from llmkit.pool import KeyPool
 from llmkit.providers import canonical_name, provider_class
+from llmkit.providers.base import StreamDelta
 from llmkit.request import Request, build_request
 from llmkit.streaming import TextStream
-from llmkit.types import MessagesInput, Response
+from llmkit.types import MessagesInput, Response, Usage
 
 if TYPE_CHECKING:
     import os
@@ -263,7 +264,9 @@ class LLMClient:
         """Stream the answer: iterate for text; ``usage`` is set once it ends."""
         kwargs.pop("cache", None)  # streams are never cached
         request = self._request(messages, kwargs, stream=True)
-        return TextStream(self._dispatch.stream(request), provider=self.provider, model=request.model)
+        settle = self._cost.budget_stream(request, self.provider)  # refuses here, before sending
+        return TextStream(_settled(self._dispatch.stream(request), settle), provider=self.provider,
+                          model=request.model)  # fmt: skip
 
     def stream_complete(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """The spec's name for :meth:`stream`."""
@@ -371,3 +374,15 @@ class LLMClient:
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def _settled(deltas: Iterator[StreamDelta], settle: Callable[[Usage | None], None]) -> Iterator[StreamDelta]:
+    """Pass a stream through, then charge its usage (budget, usage totals) however it ends."""
+    usage = None
+    try:
+        for delta in deltas:
+            if delta.usage is not None:
+                usage = delta.usage
+            yield delta
+    finally:
+        settle(usage)

@@ -353,3 +353,17 @@ def test_the_fast_cost_copy_equals_dataclasses_replace() -> None:
     copy = _with_cost(response, 0.5)
     assert copy == replace(response, cost=0.5) and copy.cost == 0.5 and response.cost is None
     assert copy.raw is raw and copy.parsed is parsed
+
+
+def test_streams_are_budgeted_and_counted(fake_server: FakeLLMServer) -> None:
+    from llmkit import LLMClient
+
+    with LLMClient("openai", api_keys=["sk-test-1"], base_url=fake_server.openai_base_url,
+                   model="gpt-4o-mini", max_cost=0.0005) as client:  # fmt: skip
+        text = "".join(client.stream("stream within budget", max_tokens=10))
+        assert text == "stream within budget"
+        usage = client.usage()
+        assert usage["requests"] == 1 and usage["cost"] > 0
+        with pytest.raises(BudgetExceededError):
+            client.stream("far too big a stream", max_tokens=100_000)  # refused before sending
+    assert len(fake_server.requests) == 1

@@ -17,7 +17,7 @@ from llmkit.costs.prices import _PER_TOKEN, PriceTable
 from llmkit.costs.usage import UsageTracker
 from llmkit.errors import BudgetExceededError, ConfigurationError
 from llmkit.tokens import estimate_input_tokens, heuristic_tokens
-from llmkit.types import Response
+from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
     from llmkit.middleware import Handler
@@ -102,6 +102,26 @@ class CostMiddleware:
         self.tracker.record(response)
         return response
 
+    def budget_stream(self, request: Request, provider: str) -> Callable[[Usage | None], None]:
+        """Reserve a stream's worst case now, before anything is sent (BudgetExceededError
+        if it would not fit); returns the function that charges its real usage at the end
+        (None: it failed before any usage was known)."""
+        reservation = 0.0
+        if self.max_cost is not None:
+            reserved = self._reserve(request, use_cache=False)
+            reservation = reserved if isinstance(reserved, float) else 0.0
+
+        def settle(usage: Usage | None) -> None:
+            cost = 0.0
+            if usage is not None:
+                response = self._price(request, Response("", request.model, provider, usage=usage))
+                cost = response.cost or 0.0
+                self.tracker.record(response)
+            if self.max_cost is not None:
+                self._settle(reservation, cost)
+
+        return settle
+
     def estimate(self, request: Request) -> float | None:
         """The worst-case dollars of ``request`` that the budget reserves; None if unpriced.
 
@@ -119,11 +139,11 @@ class CostMiddleware:
         input_tokens = calls * prompt + output * calls * (calls - 1) // 2
         return (input_tokens * price.input + calls * output * price.output) * _PER_TOKEN
 
-    def _reserve(self, request: Request) -> float | Response:
+    def _reserve(self, request: Request, use_cache: bool = True) -> float | Response:
         """Reserve the worst case; a cached answer if refused but cached; else raise."""
         estimate = self.estimate(request)
         if estimate is None:
-            return self._unpriced(request)
+            return self._unpriced(request, use_cache)
         assert self.max_cost is not None
         with self._lock:
             total = self._spent + self._reserved + estimate
@@ -133,13 +153,14 @@ class CostMiddleware:
             spent, reserved = self._spent, self._reserved
         return self._refuse(
             request,
+            use_cache,
             f"Budget exceeded: this call to {request.model} could cost up to ${estimate:.6f}; "
             f"${spent:.6f} is spent and ${reserved:.6f} reserved by calls in flight, of max_cost="
             f"${self.max_cost:.6f}. Nothing was sent. Raise the budget (LLMClient(max_cost=...)), "
             "lower max_tokens, or shorten the prompt.",
         )
 
-    def _unpriced(self, request: Request) -> float | Response:
+    def _unpriced(self, request: Request, use_cache: bool = True) -> float | Response:
         if self.unknown_price == "allow":
             if request.model not in self._warned:
                 self._warned.add(request.model)
@@ -149,14 +170,15 @@ class CostMiddleware:
             return 0.0
         return self._refuse(
             request,
+            use_cache,
             f"No price is known for model {request.model!r}, so max_cost cannot be enforced; "
             "nothing was sent. Give its price with LLMClient(prices={"
             f'"{request.model}": {{"input": ..., "output": ...}}}}) (USD per million tokens), '
             "or drop max_cost.",
         )
 
-    def _refuse(self, request: Request, message: str) -> Response:
-        hit = self.cache_lookup(request) if self.cache_lookup is not None else None
+    def _refuse(self, request: Request, use_cache: bool, message: str) -> Response:
+        hit = self.cache_lookup(request) if use_cache and self.cache_lookup is not None else None
         if hit is None:
             raise BudgetExceededError(message)
         logger.debug("budget refused a call to %r, but the cache answered it", request.model)
