@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmkit import LLMClient, RateLimit
-from llmkit.cli.bench import drive, ideal_seconds  # the same measurement as `llmkit bench`
+from llmkit.cli.bench import Outcome, drive, ideal_seconds  # the same measurement as `llmkit bench`
 from llmkit.testing import FakeLLMServer, ServerLimits
 
 KEYS = [f"sk-bench-key-{i}-0000000000" for i in range(4)]
@@ -76,18 +76,6 @@ SCENARIOS = {
         24,
     ),
 }
-
-
-@dataclass
-class Outcome:
-    contender: str
-    ok: int = 0
-    failed: int = 0
-    wall: float = 0.0
-    server_429: int = 0
-    server_total: int = 0
-    capacity_used: float = 0.0
-    note: str = ""
 
 
 def make_prompts(scenario: Scenario, count: int, seed: int = 7) -> list[str]:
@@ -190,11 +178,9 @@ def run_scenario(scenario: Scenario, requests: int, threads: int, latency: float
             server.reset()
             ok, failed, wall, note = drive(call, prompts, threads)
             stats = server.stats()
-            outcome = Outcome(
-                name, ok, failed, wall, stats["by_status"].get(429, 0), stats["total"], note=note
-            )
-            outcome.capacity_used = ideal_time(scenario, stats) / wall
-            outcomes.append(outcome)
+            rejected = stats["by_status"].get(429, 0)
+            capacity = ideal_time(scenario, stats) / wall
+            outcomes.append(Outcome(name, ok, failed, wall, rejected, capacity, note))
         print(f"  {scenario.name}: {name} done in {wall:.1f} s", file=sys.stderr)
     return outcomes
 
