@@ -9,6 +9,7 @@ than our whole import budget). Validation happens in ``__post_init__`` and in
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -238,12 +239,14 @@ class Message:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain ``{"role", "content"}`` form (as OpenAI takes it)."""
+        """The plain ``{"role", "content"}`` form (as OpenAI takes it, ``tool_calls`` included)."""
         data: dict[str, Any] = {"role": self.role.value, "content": self.content}
         if self.name is not None:
             data["name"] = self.name
         if self.tool_call_id is not None:
             data["tool_call_id"] = self.tool_call_id
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
         return data
 
     @classmethod
@@ -265,7 +268,11 @@ def _message_from(item: Any, index: int) -> Message:
                 'write {"role": "user", "content": "..."}.'
             )
         extra = {k: item[k] for k in ("name", "tool_call_id") if item.get(k) is not None}
-        return Message(item["role"], item["content"], **extra)
+        calls = tuple(ToolCall.from_dict(c) for c in item.get("tool_calls") or ())
+        content = item["content"]
+        if content is None and calls:  # OpenAI's assistant turn that only calls tools
+            content = ""
+        return Message(item["role"], content, tool_calls=calls, **extra)
     raise InvalidRequestError(
         f"Message {index} is a {type(item).__name__}: pass Message objects, "
         '{"role", "content"} dicts, or one string.'
@@ -314,11 +321,56 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    """A tool (function) call the model asked for, the same shape for every provider."""
+    """A tool (function) call the model asked for, the same shape for every provider.
+
+    ``thought_signature`` is Gemini's opaque ``thoughtSignature`` for the call
+    (None elsewhere). It travels back with the call when the conversation goes
+    on, as Gemini's thinking models require.
+    """
 
     id: str
     name: str
     arguments: dict[str, Any]
+    thought_signature: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The call in OpenAI's ``tool_calls`` form (a Gemini signature under ``extra_content``)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": json.dumps(self.arguments, ensure_ascii=False)},
+        }
+        if self.thought_signature is not None:
+            data["extra_content"] = {"google": {"thought_signature": self.thought_signature}}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        """A call from OpenAI's ``tool_calls`` form or ``{"id", "name", "arguments"}``."""
+        if not isinstance(data, Mapping):
+            raise InvalidRequestError(f"A tool call must be a dict, got {type(data).__name__}.")
+        nested = data.get("function")
+        function: Mapping[str, Any] = nested if isinstance(nested, Mapping) else data
+        arguments = function.get("arguments", {})
+        try:
+            if isinstance(arguments, str):
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            if not isinstance(data.get("id"), str) or not isinstance(function.get("name"), str):
+                raise ValueError("it needs a string 'id' and a function 'name'")
+            if not isinstance(arguments, Mapping):
+                raise ValueError("its arguments are not a JSON object")
+        except ValueError as exc:
+            raise InvalidRequestError(
+                f"Cannot read the tool call {dict(data)!r}: {exc}. Write "
+                '{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}.'
+            ) from exc
+        extra = data.get("extra_content")
+        google = extra.get("google") if isinstance(extra, Mapping) else None
+        signature = google.get("thought_signature") if isinstance(google, Mapping) else None
+        if not isinstance(signature, str):
+            signature = data.get("thought_signature")
+        signature = signature if isinstance(signature, str) else None
+        return cls(data["id"], function["name"], dict(arguments), signature)
 
 
 @dataclass(frozen=True, slots=True)

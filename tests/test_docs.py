@@ -85,3 +85,26 @@ def test_cli_page_documents_every_command_and_exit_code() -> None:
         assert f"## llmkit {command}" in text, command
     for code in ("0", "1", "2", "130"):
         assert re.search(rf"^\| {code} \|", text, re.M), code
+
+
+def _runnable_blocks() -> list[tuple[str, int, str]]:
+    """The docs' Python blocks that need no key: they run against the fake server or the mock."""
+    blocks = []
+    for page in sorted(DOCS.glob("*.md")):
+        for index, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)):
+            if "FakeLLMServer" in code or "MockLLMClient" in code:
+                blocks.append((page.name, index, code))
+    return blocks
+
+
+@pytest.mark.parametrize(("page", "index", "code"), _runnable_blocks(), ids=lambda v: str(v)[:20])
+def test_runnable_examples_print_what_their_comments_say(
+    page: str, index: int, code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exec(compile(code, f"{page}[{index}]", "exec"), {"__name__": "docs_example"})
+    printed = capsys.readouterr().out.splitlines()
+    expected = [m.group(1).strip() for m in re.finditer(r"print\(.*\)\s+#\s*(.*)", code)]
+    assert len(printed) >= len(expected), f"{page}: printed {printed}, expected {expected}"
+    for line, comment in zip(printed, expected):
+        output = comment.split("  (")[0]  # what follows two spaces and "(" explains it
+        assert output in line, f"{page}: printed {line!r}, the comment says {comment!r}"

@@ -12,6 +12,7 @@ from llmkit import InvalidRequestError, LLMClient, Message, MessageRole
 from llmkit.config import load_settings
 from llmkit.request import build_request
 from llmkit.testing import FakeLLMServer, ToolCallReply
+from llmkit.testing._fake.dialect_gemini import THOUGHT_SIGNATURE
 from llmkit.tools import (
     ToolChoice,
     ToolSpec,
@@ -23,7 +24,7 @@ from llmkit.tools import (
 from llmkit.types import ToolCall
 
 NO_ENV = load_settings(environ={})
-PROVIDERS = ["openai", "anthropic"]
+PROVIDERS = ["openai", "anthropic", "google"]
 
 
 def get_weather(city: str, unit: Literal["C", "F"] = "C", days: int = 1) -> dict[str, Any]:
@@ -58,7 +59,8 @@ def srv() -> Iterator[FakeLLMServer]:
 
 
 def client(provider: str, srv: FakeLLMServer) -> LLMClient:
-    url = srv.anthropic_base_url if provider == "anthropic" else srv.openai_base_url
+    urls = {"anthropic": srv.anthropic_base_url, "google": srv.url}
+    url = urls.get(provider, srv.openai_base_url)
     return LLMClient(provider, api_keys=["sk-test"], base_url=url, settings=NO_ENV, metrics=False)
 
 
@@ -137,13 +139,23 @@ def test_tool_call_reply_becomes_tool_calls(provider: str, tool: Any, srv: FakeL
     srv.script(ToolCallReply("get_weather", {"city": "Paris"}, id="call_1"))
     with client(provider, srv) as c:
         r = c.complete("Weather in Paris?", tools=[tool], tool_choice="auto")
-    assert r.tool_calls == (ToolCall("call_1", "get_weather", {"city": "Paris"}),)
+    (call,) = r.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", {"city": "Paris"})
     body = srv.requests[-1].body
     if provider == "openai":
         assert body["tools"][0]["type"] == "function"
         assert body["tools"][0]["function"]["name"] == "get_weather"
         assert body["tools"][0]["function"]["parameters"]["required"] == ["city"]
         assert body["tool_choice"] == "auto"
+    elif provider == "google":
+        (declaration,) = body["tools"][0]["functionDeclarations"]
+        assert declaration["name"] == "get_weather"
+        assert declaration["description"] == "Get the weather forecast for a city."
+        assert declaration["parameters"]["type"] == "OBJECT"
+        assert declaration["parameters"]["required"] == ["city"]
+        assert declaration["parameters"]["properties"]["city"]["type"] == "STRING"
+        assert body["toolConfig"] == {"functionCallingConfig": {"mode": "AUTO"}}
+        assert call.thought_signature == THOUGHT_SIGNATURE
     else:
         assert body["tools"][0]["name"] == "get_weather"
         assert body["tools"][0]["input_schema"]["required"] == ["city"]
@@ -157,6 +169,10 @@ def test_pydantic_tool_forced(provider: str, srv: FakeLLMServer) -> None:
     (call,) = r.tool_calls
     assert call.name == "Person" and Person.model_validate(call.arguments)
     body = srv.requests[-1].body
+    if provider == "google":
+        assert body["toolConfig"] == {
+            "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["Person"]}}
+        return
     expected = ({"type": "function", "function": {"name": "Person"}} if provider == "openai"
                 else {"type": "tool", "name": "Person"})
     assert body["tool_choice"] == expected
@@ -165,11 +181,15 @@ def test_pydantic_tool_forced(provider: str, srv: FakeLLMServer) -> None:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_required_and_none_choices(provider: str, srv: FakeLLMServer) -> None:
     with client(provider, srv) as c:
+        field = "toolConfig" if provider == "google" else "tool_choice"
         c.complete("x", tools=[get_weather], tool_choice="required")
-        required = srv.requests[-1].body["tool_choice"]
+        required = srv.requests[-1].body[field]
         c.complete("x", tools=[get_weather], tool_choice="none")
-        none = srv.requests[-1].body["tool_choice"]
-    if provider == "openai":
+        none = srv.requests[-1].body[field]
+    if provider == "google":
+        assert required == {"functionCallingConfig": {"mode": "ANY"}}
+        assert none == {"functionCallingConfig": {"mode": "NONE"}}
+    elif provider == "openai":
         assert (required, none) == ("required", "none")
     else:
         assert (required, none) == ({"type": "any"}, {"type": "none"})
@@ -190,6 +210,15 @@ def test_tool_result_round_trip(provider: str, srv: FakeLLMServer) -> None:
     assert final.content == "It is sunny in Paris."
     assert [m.role for m in added] == [MessageRole.ASSISTANT, MessageRole.TOOL]
     assert added[1].tool_call_id == "call_a" and '"sky": "sunny"' in added[1].content
+    if provider == "google":
+        contents = srv.requests[-1].body["contents"]
+        assert contents[1] == {"role": "model", "parts": [{
+            "functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_a"},
+            "thoughtSignature": THOUGHT_SIGNATURE}]}
+        assert contents[2] == {"role": "user", "parts": [{"functionResponse": {
+            "name": "get_weather", "id": "call_a",
+            "response": {"city": "Paris", "unit": "C", "days": 1, "sky": "sunny"}}}]}
+        return
     sent = srv.requests[-1].body["messages"]
     if provider == "openai":
         assistant, result = sent[1], sent[2]
@@ -245,3 +274,98 @@ def test_tools_change_the_cache_key() -> None:
     with_tools = build_request("hi", model="m", tools=[get_weather])
     assert cache_key("openai", plain) != cache_key("openai", with_tools)
     assert cache_key("openai", plain) == cache_key("openai", build_request("hi", model="m"))
+
+
+# --- Gemini's own rules ------------------------------------------------------------------------------
+
+
+def test_gemini_calls_without_ids_get_unique_local_ones_not_sent_back(srv: FakeLLMServer) -> None:
+    srv.script(
+        ToolCallReply("get_weather", {"city": "Paris"}),
+        ToolCallReply("get_weather", {"city": "Rome"}),
+        "Done.",
+    )
+    messages: list[Message] = [Message(MessageRole.USER, "Paris, then Rome?")]
+    with client("google", srv) as c:
+        first = c.complete(messages, tools=[get_weather])
+        messages += run_tool_calls(first, [get_weather])
+        second = c.complete(messages, tools=[get_weather])
+        messages += run_tool_calls(second, [get_weather])
+        c.complete(messages, tools=[get_weather])
+    ids = [first.tool_calls[0].id, second.tool_calls[0].id]
+    assert all(i.startswith("gemini_call_") for i in ids) and ids[0] != ids[1]
+    contents = srv.requests[-1].body["contents"]
+    assert [c["role"] for c in contents] == ["user", "model", "user", "model", "user"]
+    assert contents[3]["parts"][0]["functionCall"] == {"name": "get_weather", "args": {"city": "Rome"}}
+    assert contents[4]["parts"][0]["functionResponse"]["name"] == "get_weather"
+    assert "id" not in contents[4]["parts"][0]["functionResponse"]
+
+
+def test_gemini_groups_parallel_results_and_names_them(srv: FakeLLMServer) -> None:
+    calls = (ToolCall("t1", "get_weather", {"city": "Paris"}), ToolCall("t2", "get_time", {"tz": "CET"}))
+    messages = [
+        Message(MessageRole.USER, "Weather and time?"),
+        Message(MessageRole.ASSISTANT, "", tool_calls=calls),
+        Message(MessageRole.TOOL, "sunny", tool_call_id="t1"),
+        Message(MessageRole.TOOL, "[1, 2]", tool_call_id="t2"),
+        Message(MessageRole.TOOL, "a note without a call id"),
+    ]
+    with client("google", srv) as c:
+        c.complete(messages, tools=[get_weather])
+    contents = srv.requests[-1].body["contents"]
+    assert contents[1] == {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "t1"}},
+        {"functionCall": {"name": "get_time", "args": {"tz": "CET"}, "id": "t2"}}]}
+    assert contents[2] == {"role": "user", "parts": [
+        {"functionResponse": {"name": "get_weather", "id": "t1", "response": {"output": "sunny"}}},
+        {"functionResponse": {"name": "get_time", "id": "t2", "response": {"output": [1, 2]}}}]}
+    assert contents[3] == {"role": "user", "parts": [{"text": "a note without a call id"}]}
+
+
+def test_gemini_parameters_beyond_its_schema_subset_and_no_parameters(srv: FakeLLMServer) -> None:
+    def tally(counts: dict[str, int]) -> int:
+        """Add up counts."""
+        return sum(counts.values())
+
+    def ping() -> str:
+        """Say pong."""
+        return "pong"
+
+    with client("google", srv) as c:
+        c.complete("x", tools=[tally, ping])
+    tally_decl, ping_decl = srv.requests[-1].body["tools"][0]["functionDeclarations"]
+    assert "parameters" not in tally_decl
+    assert tally_decl["parametersJsonSchema"]["properties"]["counts"]["type"] == "object"
+    assert ping_decl == {"name": "ping", "description": "Say pong."}
+
+
+def test_tool_calls_survive_to_dict_sessions_and_the_cache(tmp_path: Any) -> None:
+    from llmkit import Session
+    from llmkit.cache.base import decode_response, encode_response
+    from llmkit.types import Response
+
+    call = ToolCall("c1", "get_weather", {"city": "Oslo"}, thought_signature="sig==")
+    turn = Message(MessageRole.ASSISTANT, "", tool_calls=(call,))
+    data = turn.to_dict()
+    assert data["tool_calls"] == [{"id": "c1", "type": "function",
+                                   "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                                   "extra_content": {"google": {"thought_signature": "sig=="}}}]
+    session = Session()
+    session.extend([Message(MessageRole.USER, "Oslo?"), {"role": "assistant", "content": None,
+                                                          "tool_calls": data["tool_calls"]}])
+    session.save(tmp_path / "s.json")
+    (_, loaded) = Session.load(tmp_path / "s.json").get_messages()
+    assert loaded.tool_calls == (call,) and loaded.tool_calls[0].thought_signature == "sig=="
+    response = Response("", "m", "google", tool_calls=(call,))
+    assert decode_response(encode_response(response)).tool_calls[0].thought_signature == "sig=="
+
+
+@pytest.mark.parametrize("bad", [
+    {"id": "c1", "function": {"name": "f", "arguments": "{not json"}},
+    {"id": 3, "name": "f", "arguments": {}},
+    {"id": "c1", "name": "f", "arguments": "[1]"},
+    "call",
+])
+def test_unreadable_tool_calls_in_dicts_are_refused(bad: Any) -> None:
+    with pytest.raises(InvalidRequestError, match="tool call"):
+        build_request([{"role": "assistant", "content": "", "tool_calls": [bad]}], model="m")

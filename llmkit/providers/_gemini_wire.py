@@ -3,10 +3,11 @@
 Request mapping (``POST .../models/{model}:generateContent``):
 
 * ``Request.system`` -> ``systemInstruction``; messages -> ``contents``
-  (user -> ``user``, assistant -> ``model``; a tool result is sent as user
-  text for now); text parts -> ``{"text"}``; ImagePart bytes -> ``inlineData``,
+  (user -> ``user``, assistant -> ``model``; tool calls and their results as
+  in :mod:`llmkit.providers._gemini_tools`); text parts -> ``{"text"}``; ImagePart bytes -> ``inlineData``,
   an ImagePart URL -> ``fileData`` (Gemini fetches only URLs it knows, such
   as File API URIs); ``json_mode=True`` -> ``responseMimeType: application/json``;
+* ``tools`` and ``tool_choice`` -> ``tools`` and ``toolConfig``;
 * ``temperature``, ``max_tokens``, ``stop`` -> ``generationConfig``
   (``temperature``, ``maxOutputTokens``, ``stopSequences``);
 * ``extra`` parameters, snake_case or camelCase: GenerationConfig fields
@@ -28,10 +29,11 @@ the finish reason; ``responseId`` is the request id.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llmkit.errors import AuthenticationError, InvalidRequestError, LLMError, ProviderError
+from llmkit.providers import _gemini_tools as tools
 from llmkit.providers.base import error_for_status, parse_duration
 from llmkit.request import Request, message_text
 from llmkit.retry import MAX_RETRY_AFTER
@@ -66,7 +68,8 @@ def camel(name: str) -> str:
 
 def build_body(request: Request) -> dict[str, Any]:
     """The JSON body of a generateContent call for ``request``."""
-    body: dict[str, Any] = {"contents": [_content(m, i) for i, m in enumerate(request.messages)]}
+    body: dict[str, Any] = {"contents": _contents(request.messages)}
+    body.update(tools.tool_params(request.tools, request.tool_choice))
     if request.system:
         body["systemInstruction"] = {"parts": [{"text": request.system}]}
     config: dict[str, Any] = {}
@@ -91,11 +94,34 @@ def build_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def _contents(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """The ``contents``: one turn per message, the results of one turn's calls in one turn."""
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name, from the turns so far
+    for index, message in enumerate(messages):
+        names.update((call.id, call.name) for call in message.tool_calls)
+        result = tools.function_response(message, names) if message.role is MessageRole.TOOL else None
+        if result is None:
+            contents.append(_content(message, index))
+        elif contents and _only_results(contents[-1]):
+            contents[-1]["parts"].append(result)
+        else:
+            contents.append({"role": "user", "parts": [result]})
+    return contents
+
+
+def _only_results(content: Mapping[str, Any]) -> bool:
+    return content["role"] == "user" and all("functionResponse" in p for p in content["parts"])
+
+
 def _content(message: Message, index: int) -> dict[str, Any]:
     role = "model" if message.role is MessageRole.ASSISTANT else "user"
     if message.role is MessageRole.TOOL or isinstance(message.content, str):
-        return {"role": role, "parts": [{"text": message_text(message)}]}
-    return {"role": role, "parts": [_part(p, f"messages[{index}]") for p in message.content]}
+        text = message_text(message)
+        parts = [{"text": text}] if text or not message.tool_calls else []
+    else:
+        parts = [_part(p, f"messages[{index}]") for p in message.content]
+    return {"role": role, "parts": parts + tools.function_call_parts(message.tool_calls)}
 
 
 def _part(part: Any, where: str) -> dict[str, Any]:
@@ -158,16 +184,9 @@ def reply_text(candidate: Mapping[str, Any]) -> tuple[str, tuple[ToolCall, ...]]
             continue
         if isinstance(part.get("text"), str):
             texts.append(part["text"])
-        call = part.get("functionCall")
-        if isinstance(call, Mapping):
-            args = call.get("args")
-            calls.append(
-                ToolCall(
-                    id=str(call.get("id") or f"call_{len(calls)}"),
-                    name=str(call.get("name", "")),
-                    arguments=dict(args) if isinstance(args, Mapping) else {},
-                )
-            )
+        call = tools.read_call(part)
+        if call is not None:
+            calls.append(call)
     return "".join(texts), tuple(calls)
 
 

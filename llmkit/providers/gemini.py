@@ -10,7 +10,8 @@ unless ``base_url=`` says otherwise; a base URL that already ends in ``/v1beta``
 
 The key travels only in the ``x-goog-api-key`` header, never in the URL, so it
 cannot leak into logs or error messages that quote URLs. How requests and
-replies are translated is in :mod:`llmkit.providers._gemini_wire`; structured
+replies are translated is in :mod:`llmkit.providers._gemini_wire` (function
+calling in :mod:`llmkit.providers._gemini_tools`); structured
 outputs use Gemini's own JSON-schema mode (:mod:`llmkit.providers._gemini_structured`).
 Gemini sends no rate-limit headers, so :meth:`GeminiProvider.limit_state` is None.
 """
@@ -77,7 +78,8 @@ class GeminiProvider(Provider):
     default_model = "gemini-2.0-flash"
     default_base_url = "https://generativelanguage.googleapis.com"
     capabilities = Capabilities(
-        streaming=True, images=True, structured_outputs=True, json_mode=True, token_counting=True
+        streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
+        token_counting=True,
     )
 
     def create_client(self, api_key: str) -> Any:

@@ -76,13 +76,13 @@ class StreamEvent:
     delta: bool = False
 
 
-def build_output(info: RequestInfo, value: str | ToolCallReply, id_prefix: str = "call_") -> Output:
+def build_output(info: RequestInfo, value: str | ToolCallReply, id_prefix: str | None = "call_") -> Output:
     """Turn a reply value into an :class:`Output`, applying ``max_tokens``."""
     if isinstance(value, ToolCallReply):
         args = value.arguments
         if args is None:
             args = example_from_schema(info.tools.get(value.name) or {"type": "object"})
-        call_id = value.id or new_id(id_prefix)
+        call_id = value.id or ("" if id_prefix is None else new_id(id_prefix))
         tokens = count_tokens(dumps(args))
         return Output(tool_name=value.name, tool_arguments=args, tool_id=call_id,
                       finish="tool", output_tokens=tokens)
@@ -149,7 +149,8 @@ class Dialect(ABC):
 
     name: ClassVar[str]
     request_id_header: ClassVar[str]
-    tool_id_prefix: ClassVar[str] = "call_"
+    # How fresh tool call ids start; None: the provider gives calls no id unless scripted.
+    tool_id_prefix: ClassVar[str | None] = "call_"
 
     @abstractmethod
     def route(self, method: str, path: str) -> str | None:

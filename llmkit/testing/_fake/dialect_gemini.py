@@ -47,6 +47,7 @@ _STATUS = {
 }
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool": "STOP"}
 _ROLES = {"user": "user", "model": "assistant", "function": "tool"}
+THOUGHT_SIGNATURE = "c2lnbmVkIGJ5IHRoZSBmYWtlIHNlcnZlcg=="  # opaque to clients
 
 
 def _sse(data: Any) -> bytes:
@@ -65,12 +66,22 @@ def read_parts(parts: Any, where: str) -> tuple[str, int]:
             texts.append(part["text"])
             tokens += count_tokens(part["text"])
         elif isinstance(part.get("functionCall"), dict):
+            _check_named(part["functionCall"], f"{where}[{index}].function_call")
             tokens += count_tokens(dumps(part["functionCall"].get("args", {})))
         elif isinstance(part.get("functionResponse"), dict):
-            tokens += count_tokens(dumps(part["functionResponse"].get("response", {})))
+            response = part["functionResponse"]
+            _check_named(response, f"{where}[{index}].function_response")
+            if not isinstance(response.get("response"), dict):
+                raise BadRequest(f"* {where}[{index}].function_response.response: must be an object.", where)
+            tokens += count_tokens(dumps(response["response"]))
         else:  # inlineData, fileData...
             tokens += IMAGE_TOKENS
     return "\n".join(texts), tokens
+
+
+def _check_named(function: dict[str, Any], where: str) -> None:
+    if not isinstance(function.get("name"), str) or not function["name"]:
+        raise BadRequest(f"* {where}.name: Name cannot be empty.", where)
 
 
 def json_schema(schema: Any) -> Any:
@@ -90,6 +101,7 @@ def json_schema(schema: Any) -> Any:
 class GeminiDialect(Dialect):
     name = "google"
     request_id_header = "x-goog-request-id"
+    tool_id_prefix = None
 
     def route(self, method: str, path: str) -> str | None:
         match = _PATH.match(path) if method == "POST" else None
@@ -157,7 +169,11 @@ class GeminiDialect(Dialect):
 
     def _parts(self, out: Output) -> list[Any]:
         if out.tool_name is not None:
-            return [{"functionCall": {"name": out.tool_name, "args": dict(out.tool_arguments or {})}}]
+            call: dict[str, Any] = {"name": out.tool_name, "args": dict(out.tool_arguments or {})}
+            if out.tool_id:
+                call["id"] = out.tool_id
+            # Thinking models sign their calls; the signature must come back with the call.
+            return [{"functionCall": call, "thoughtSignature": THOUGHT_SIGNATURE}]
         return [{"text": out.text}]
 
     def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:

@@ -20,11 +20,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ToolCallReply:
-    """A reply that calls a tool (OpenAI ``tool_calls`` / Anthropic ``tool_use``).
+    """A reply that calls a tool (OpenAI ``tool_calls``, Anthropic ``tool_use``, Gemini ``functionCall``).
 
     ``arguments=None`` builds the arguments from the JSON schema of the tool of
     that name in the request (a minimal valid instance; ``{}`` when the request
-    has no such tool). ``id=None`` makes a fresh call id.
+    has no such tool). ``id=None`` makes a fresh call id (Gemini's calls then
+    have none, as Gemini's API often sends them).
     """
 
     name: str
