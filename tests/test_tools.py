@@ -24,7 +24,8 @@ from llmkit.tools import (
 from llmkit.types import ToolCall
 
 NO_ENV = load_settings(environ={})
-PROVIDERS = ["openai", "anthropic", "google"]
+PROVIDERS = ["openai", "anthropic", "google", "groq", "local"]
+OPENAI_WIRE = {"openai", "groq", "local"}  # the OpenAI adapter and its subclasses
 
 
 def get_weather(city: str, unit: Literal["C", "F"] = "C", days: int = 1) -> dict[str, Any]:
@@ -142,7 +143,7 @@ def test_tool_call_reply_becomes_tool_calls(provider: str, tool: Any, srv: FakeL
     (call,) = r.tool_calls
     assert (call.id, call.name, call.arguments) == ("call_1", "get_weather", {"city": "Paris"})
     body = srv.requests[-1].body
-    if provider == "openai":
+    if provider in OPENAI_WIRE:
         assert body["tools"][0]["type"] == "function"
         assert body["tools"][0]["function"]["name"] == "get_weather"
         assert body["tools"][0]["function"]["parameters"]["required"] == ["city"]
@@ -173,7 +174,7 @@ def test_pydantic_tool_forced(provider: str, srv: FakeLLMServer) -> None:
         assert body["toolConfig"] == {
             "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["Person"]}}
         return
-    expected = ({"type": "function", "function": {"name": "Person"}} if provider == "openai"
+    expected = ({"type": "function", "function": {"name": "Person"}} if provider in OPENAI_WIRE
                 else {"type": "tool", "name": "Person"})
     assert body["tool_choice"] == expected
 
@@ -189,7 +190,7 @@ def test_required_and_none_choices(provider: str, srv: FakeLLMServer) -> None:
     if provider == "google":
         assert required == {"functionCallingConfig": {"mode": "ANY"}}
         assert none == {"functionCallingConfig": {"mode": "NONE"}}
-    elif provider == "openai":
+    elif provider in OPENAI_WIRE:
         assert (required, none) == ("required", "none")
     else:
         assert (required, none) == ({"type": "any"}, {"type": "none"})
@@ -220,7 +221,7 @@ def test_tool_result_round_trip(provider: str, srv: FakeLLMServer) -> None:
             "response": {"city": "Paris", "unit": "C", "days": 1, "sky": "sunny"}}}]}
         return
     sent = srv.requests[-1].body["messages"]
-    if provider == "openai":
+    if provider in OPENAI_WIRE:
         assistant, result = sent[1], sent[2]
         assert assistant["role"] == "assistant" and assistant["tool_calls"] == [{
             "id": "call_a", "type": "function",
