@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from llmkit.config import RateLimit
     from llmkit.pool import KeyPool
     from llmkit.streaming import TextStream
-    from llmkit.types import MessagesInput, Response, Usage
+    from llmkit.types import MessagesInput, Response, ToolCall, Usage
 
 __all__ = ["AsyncLLMClient", "AsyncLLMManager", "AsyncTextStream", "get_llm_manager"]
 
@@ -93,7 +93,7 @@ async def _run_cancellable(pool: KeyPool, fn: Callable[..., _T], *args: Any, **k
 
 
 class AsyncTextStream:
-    """``async for text in stream``; ``usage``, ``finish_reason`` and ``response`` once it ends.
+    """``async for text in stream``; ``usage``, ``finish_reason``, ``tool_calls``, ``response`` once it ends.
 
     Each chunk is read by one hop to a worker thread (``next`` on the blocking
     :class:`~llmkit.TextStream`), so no thread is pinned between chunks and
@@ -181,6 +181,16 @@ class AsyncTextStream:
     @property
     def request_id(self) -> str | None:
         return self._stream.request_id
+
+    @property
+    def cost(self) -> float | None:
+        """US dollars, once the stream has ended (None: unpriced model)."""
+        return self._stream.cost
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls of the turn (set when it ends)."""
+        return self._stream.tool_calls
 
     @property
     def done(self) -> bool:

@@ -9,6 +9,7 @@ worker threads.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from types import TracebackType
@@ -17,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from llmkit.dispatch import Dispatcher
 from llmkit.errors import ConfigurationError
 from llmkit.fallback import Fallbacks
-from llmkit.middleware import Middleware, build_chain, builtin_middleware
+from llmkit.middleware import Middleware, build_chain, builtin_middleware, stream_observers
 from llmkit.pool import KeyPool
 from llmkit.providers import canonical_name, provider_class
 from llmkit.providers.base import StreamDelta
 from llmkit.request import Request, build_request
-from llmkit.streaming import TextStream
+from llmkit.streaming import StreamObserver, TextStream
 from llmkit.types import MessagesInput, Response, Usage
 
 if TYPE_CHECKING:
@@ -265,8 +266,17 @@ class LLMClient:
         kwargs.pop("cache", None)  # streams are never cached
         request = self._request(messages, kwargs, stream=True)
         settle = self._cost.budget_stream(request, self.provider)  # refuses here, before sending
-        return TextStream(_settled(self._dispatch.stream(request), settle), provider=self.provider,
-                          model=request.model)  # fmt: skip
+
+        def charge(usage: Usage | None) -> None:
+            cost = settle(usage)
+            stream = stream_ref()
+            if stream is not None:
+                stream.cost = cost
+
+        stream = TextStream(_settled(self._dispatch.stream(request), charge), provider=self.provider,
+                            model=request.model, on_end=_observer(request, self._middleware))  # fmt: skip
+        stream_ref = weakref.ref(stream)  # no cycle: an abandoned stream releases its key at once
+        return stream
 
     def stream_complete(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """The spec's name for :meth:`stream`."""
@@ -374,6 +384,22 @@ class LLMClient:
 
 def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+def _observer(request: Request, middlewares: Sequence[Middleware]) -> StreamObserver | None:
+    """What tells the middleware that watch streams (logging, metrics) how one ended."""
+    hooks = stream_observers(middlewares)
+    if not hooks:
+        return None
+
+    def observe(response: Response, error: BaseException | None) -> None:
+        for hook in hooks:
+            try:
+                hook(request, response, error)
+            except Exception:  # one observer's bug must not hide the stream from the others
+                logger.exception("A stream observer failed: %r (the stream itself is unaffected)", hook)
+
+    return observe
 
 
 def _settled(deltas: Iterator[StreamDelta], settle: Callable[[Usage | None], None]) -> Iterator[StreamDelta]:

@@ -218,7 +218,7 @@ class Dispatcher:
         while True:
             lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
             attempts.tries += 1
-            state = _StreamState()
+            state = _StreamState(attempts.tries)
             try:
                 yield from self._stream_once(lease, request, state)
                 return
@@ -242,6 +242,7 @@ class Dispatcher:
         usage: Usage | None = None
         limits = None
         started = self.pool.clock.now()
+        yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
         for delta in self.pool.provider.stream(lease.slot.client, request):
             if delta.limits is not None:
                 limits = delta.limits
@@ -257,9 +258,10 @@ class Dispatcher:
 
 
 class _StreamState:
-    __slots__ = ("chars", "request_id", "yielded_text")
+    __slots__ = ("attempts", "chars", "request_id", "yielded_text")
 
-    def __init__(self) -> None:
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
         self.yielded_text = False
         self.chars = 0
         self.request_id: str | None = None

@@ -256,6 +256,13 @@ class MetricsMiddleware:
         self.recorder.record_success(response, clock() - started)
         return response
 
+    def observe_stream(self, request: Request, response: Response, error: BaseException | None) -> None:
+        """Count a stream when it ends (closed early counts as done: the call itself worked)."""
+        if error is None:
+            self.recorder.record_success(response, response.latency)
+        elif isinstance(error, Exception):
+            self.recorder.record_error(error, self.provider)
+
     def snapshot(self, reset: bool = False) -> dict[str, Any]:
         return self.recorder.snapshot(reset)
 

@@ -22,7 +22,13 @@ The chain, outermost first::
 so your middleware sees one call per ``complete()`` however many attempts
 the pool made (``response.attempts`` says how many). Structured outputs pass
 through the chain too (``response.parsed`` holds the validated model).
-Streams do not pass through middleware.
+
+Streams do not pass through the chain: their text arrives piece by piece,
+after ``complete`` would have returned. A middleware that also wants to see
+streams defines ``observe_stream(request, response, error)``: it is called
+once when a stream ends (or fails, or is closed early), with what arrived as
+a Response. The built-in logging and metrics middleware do, so streams are
+logged and counted; the budget charges them directly; they are never cached.
 
 The built-ins, in the order the client chains them after yours:
 
@@ -50,7 +56,10 @@ from llmkit.metrics import MetricsMiddleware
 from llmkit.request import Request, message_text
 from llmkit.types import Response
 
-__all__ = ["Handler", "LoggingMiddleware", "Middleware", "build_chain", "builtin_middleware"]
+__all__ = [
+    "Handler", "LoggingMiddleware", "Middleware", "StreamHook", "build_chain", "builtin_middleware",
+    "stream_observers",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -138,7 +147,15 @@ class LoggingMiddleware:
             self._success(request, response, time.perf_counter() - started)
         return response
 
-    def _success(self, request: Request, response: Response, elapsed: float) -> None:
+    def observe_stream(self, request: Request, response: Response, error: BaseException | None) -> None:
+        """Log a stream when it ends, as a call (``llm stream ...``); ``response`` is what arrived."""
+        if error is None:
+            if self.logger.isEnabledFor(self.level):
+                self._success(request, response, response.latency, "llm stream")
+        elif isinstance(error, Exception) and self.logger.isEnabledFor(self.failure_level):
+            self._failure(request, error, response.latency, "llm stream")
+
+    def _success(self, request: Request, response: Response, elapsed: float, kind: str = "llm call") -> None:
         fields: dict[str, Any] = {
             "provider": response.provider,
             "model": response.model,
@@ -149,7 +166,7 @@ class LoggingMiddleware:
             "attempts": response.attempts,
             "cached": response.cached,
         }
-        template = "llm call %s %s key=%s latency=%.3fs tokens=%d/%d attempts=%d cached=%s"
+        template = kind + " %s %s key=%s latency=%.3fs tokens=%d/%d attempts=%d cached=%s"
         args: list[Any] = list(fields.values())
         if self.log_content:
             fields["prompt"] = _clip(message_text(request.messages[-1]), self.max_content_chars)
@@ -158,7 +175,7 @@ class LoggingMiddleware:
             args += [fields["prompt"], fields["reply"]]
         self.logger.log(self.level, template, *args, extra={"llmkit": fields})
 
-    def _failure(self, request: Request, error: Exception, elapsed: float) -> None:
+    def _failure(self, request: Request, error: Exception, elapsed: float, kind: str = "llm call") -> None:
         # LLMError messages are redacted of keys where they are raised; other
         # exceptions' messages are not ours to vouch for, so only their class is logged.
         fields: dict[str, Any] = {
@@ -172,7 +189,7 @@ class LoggingMiddleware:
         }
         self.logger.log(
             self.failure_level,
-            "llm call failed %s %s: %s status=%s key=%s latency=%.3fs %s",
+            kind + " failed %s %s: %s status=%s key=%s latency=%.3fs %s",
             *fields.values(),
             extra={"llmkit": fields},
         )
@@ -182,6 +199,14 @@ class LoggingMiddleware:
             f"LoggingMiddleware(level={logging.getLevelName(self.level)!r}, "
             f"logger={self.logger.name!r}, log_content={self.log_content})"
         )
+
+
+StreamHook = Callable[[Request, Response, "BaseException | None"], None]
+
+
+def stream_observers(middlewares: Sequence[Middleware]) -> list[StreamHook]:
+    """The ``observe_stream`` methods of the middleware that have one, in chain order."""
+    return [hook for m in middlewares if callable(hook := getattr(m, "observe_stream", None))]
 
 
 def builtin_middleware(

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from llmkit.providers.base import StreamDelta
-from llmkit.types import Response, Usage
+from llmkit.types import Response, ToolCall, Usage
 
-__all__ = ["TextStream"]
+__all__ = ["StreamObserver", "TextStream"]
+
+# Called once when a stream ends: its Response, and the error it ended with (None if none).
+StreamObserver = Callable[[Response, "BaseException | None"], None]
 
 
 class TextStream:
-    """An iterator of text pieces. After it ends, ``usage``, ``finish_reason`` and
-    ``response`` (the whole text as a :class:`Response`) are set.
+    """An iterator of text pieces. After it ends, ``usage``, ``finish_reason``,
+    ``tool_calls``, ``cost`` and ``response`` (the whole text as a :class:`Response`)
+    are set; ``key_id`` and ``attempts`` say which key serves it, on which try.
+
+    Tool calls are not yielded: they are put together as their pieces arrive
+    and appear in ``tool_calls`` (and ``response.tool_calls``) when the model's
+    turn ends.
 
     The key stays held while the stream is open and is released when it ends,
     fails, or is closed early with :meth:`close` (or by leaving a ``with``
@@ -22,8 +30,16 @@ class TextStream:
     :class:`~llmkit.errors.StreamError`; the text yielded so far stays yours.
     """
 
-    def __init__(self, deltas: Iterator[StreamDelta], *, provider: str, model: str) -> None:
+    def __init__(
+        self,
+        deltas: Iterator[StreamDelta],
+        *,
+        provider: str,
+        model: str,
+        on_end: StreamObserver | None = None,
+    ) -> None:
         self._deltas = deltas
+        self._on_end = on_end
         self._parts: list[str] = []
         self._started = time.monotonic()
         self.provider = provider
@@ -31,18 +47,27 @@ class TextStream:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.request_id: str | None = None
+        self.tool_calls: tuple[ToolCall, ...] = ()
+        self.cost: float | None = None
+        self.key_id: str | None = None
+        self.attempts = 1
         self.done = False
 
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        for delta in self._deltas:
-            self._absorb(delta)
-            if delta.text:
-                self._parts.append(delta.text)
-                return delta.text
+        try:
+            for delta in self._deltas:
+                self._absorb(delta)
+                if delta.text:
+                    self._parts.append(delta.text)
+                    return delta.text
+        except Exception as error:
+            self._ended(error)
+            raise
         self.done = True
+        self._ended(None)
         raise StopIteration
 
     def _absorb(self, delta: StreamDelta) -> None:
@@ -54,6 +79,10 @@ class TextStream:
             self.model = delta.model
         if delta.request_id:
             self.request_id = delta.request_id
+        if delta.tool_calls:
+            self.tool_calls += delta.tool_calls
+        if delta.key_id:
+            self.key_id, self.attempts = delta.key_id, delta.attempts
 
     @property
     def text(self) -> str:
@@ -71,6 +100,10 @@ class TextStream:
             usage=self.usage or Usage(),
             latency=time.monotonic() - self._started,
             request_id=self.request_id,
+            key_id=self.key_id,
+            tool_calls=self.tool_calls,
+            cost=self.cost,
+            attempts=self.attempts,
         )
 
     def close(self) -> None:
@@ -78,6 +111,13 @@ class TextStream:
         close = getattr(self._deltas, "close", None)
         if close is not None:
             close()
+        self._ended(None)
+
+    def _ended(self, error: BaseException | None) -> None:
+        """Tell the observer, once, how the stream ended."""
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(self.response, error)
 
     def __enter__(self) -> TextStream:
         return self

@@ -260,3 +260,64 @@ def test_a_stream_cancelled_mid_read_releases_its_key_when_the_read_returns():
 
     with FakeLLMServer(stream_interval=0.3) as slow, make(slow, "anthropic") as client:
         asyncio.run(run(AsyncLLMClient.wrap(client)))
+
+
+# -- streams are seen by logging, metrics and middleware that observe them -----------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_streams_are_counted_logged_and_priced(server, provider, mode, caplog):
+    caplog.set_level("INFO", logger="llmkit.middleware")
+    model = "gpt-4o-mini" if provider == "openai" else "claude-3-5-haiku-latest"
+    with make(server, provider, log_level="INFO", model=model) as client:
+        _, stream, error = collect(client, mode)
+        snap = client.metrics()
+        usage = client.usage()
+    assert error is None
+    response = stream.response
+    assert response.key_id and response.key_id in snap["by_key"] and KEY1 not in response.key_id
+    assert response.cost is not None and response.cost > 0 and response.cost == pytest.approx(usage["cost"])
+    assert (snap["requests"], snap["successes"]) == (1, 1)
+    assert snap["output_tokens"] == stream.usage.output_tokens > 0
+    assert snap["cost"] == pytest.approx(response.cost)
+    (line,) = [r for r in caplog.records if r.name == "llmkit.middleware"]
+    assert line.getMessage().startswith(f"llm stream {provider} ")
+    assert line.llmkit["key_id"] == response.key_id
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failed_stream_is_counted_and_logged_as_a_failure(server, mode, caplog):
+    server.script(Fault(status=500, after_deltas=2))
+    with make(server, "openai", log_level="INFO") as client:
+        _, _, error = collect(client, mode)
+        snap = client.metrics()
+    assert isinstance(error, StreamError)
+    assert (snap["requests"], snap["errors"], snap["errors_by_type"]) == (1, 1, {"StreamError": 1})
+    (line,) = [r for r in caplog.records if r.name == "llmkit.middleware"]
+    assert line.levelname == "WARNING" and line.getMessage().startswith("llm stream failed openai")
+
+
+def test_user_middleware_may_observe_streams_and_its_failure_does_not_break_them(server, caplog):
+    seen = []
+
+    class Watcher:
+        def __call__(self, request, call_next):
+            return call_next(request)
+
+        def observe_stream(self, request, response, error):
+            seen.append((request.messages[-1].content, response.content, error))
+            raise RuntimeError("a bug in the observer")
+
+    with make(server, "openai", middleware=[Watcher()]) as client:
+        early = client.stream(TEXT)
+        next(early)
+        early.close()
+        early.close()  # observed once
+        whole = list(client.stream("second"))
+        snap = client.metrics()
+    assert [(prompt, error) for prompt, _, error in seen] == [(TEXT, None), ("second", None)]
+    assert TEXT.startswith(seen[0][1]) and len(seen[0][1]) < len(TEXT)  # what arrived before the close
+    assert "".join(whole) == seen[1][1] == "second"
+    assert snap["requests"] == 2
+    assert sum("stream observer failed" in r.getMessage() for r in caplog.records) == 2

@@ -370,3 +370,51 @@ def test_tool_calls_survive_to_dict_sessions_and_the_cache(tmp_path: Any) -> Non
 def test_unreadable_tool_calls_in_dicts_are_refused(bad: Any) -> None:
     with pytest.raises(InvalidRequestError, match="tool call"):
         build_request([{"role": "assistant", "content": "", "tool_calls": [bad]}], model="m")
+
+
+# --- streams ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_streamed_tool_calls_are_put_together(provider: str, srv: FakeLLMServer) -> None:
+    arguments = {"city": "Rio de Janeiro", "unit": "F", "days": 3}  # streamed in 8-character pieces
+    srv.script(ToolCallReply("get_weather", arguments, id="call_s"))
+    with client(provider, srv) as c, c.stream("Weather?", tools=[get_weather], tool_choice="any") as stream:
+        pieces = list(stream)
+    assert pieces == [] and stream.text == ""
+    (call,) = stream.tool_calls
+    assert (call.id, call.name, call.arguments) == ("call_s", "get_weather", arguments)
+    assert stream.response.tool_calls == stream.tool_calls
+    assert stream.finish_reason in ("tool_calls", "tool_use", "STOP")
+
+
+def test_async_streams_give_tool_calls(srv: FakeLLMServer) -> None:
+    import asyncio
+
+    from llmkit import AsyncLLMClient
+
+    srv.script(ToolCallReply("get_weather", {"city": "Paris"}, id="call_x"))
+
+    async def main() -> Any:
+        async with AsyncLLMClient("anthropic", api_keys=["sk-test"], base_url=srv.anthropic_base_url,
+                                  settings=NO_ENV, metrics=False) as c:  # fmt: skip
+            stream = c.stream("Weather?", tools=[get_weather])
+            async with stream:
+                assert [text async for text in stream] == []
+            return stream.tool_calls
+
+    assert asyncio.run(main()) == (ToolCall("call_x", "get_weather", {"city": "Paris"}),)
+
+
+def test_assembler_orders_calls_and_keeps_unparsable_arguments() -> None:
+    from llmkit.providers._tool_stream import ToolCallAssembler
+
+    calls = ToolCallAssembler()
+    calls.add(1, "b", "second", '{"x": ')
+    calls.add(0, "a", "first")
+    calls.add(1, arguments="1}")
+    calls.add(2, "c", "broken", '{"x": 1')
+    assert not ToolCallAssembler() and calls
+    assert calls.take() == (ToolCall("a", "first", {}), ToolCall("b", "second", {"x": 1}),
+                            ToolCall("c", "broken", {"_raw": '{"x": 1'}))  # fmt: skip
+    assert calls.take() == ()

@@ -102,23 +102,24 @@ class CostMiddleware:
         self.tracker.record(response)
         return response
 
-    def budget_stream(self, request: Request, provider: str) -> Callable[[Usage | None], None]:
+    def budget_stream(self, request: Request, provider: str) -> Callable[[Usage | None], float | None]:
         """Reserve a stream's worst case now, before anything is sent (BudgetExceededError
         if it would not fit); returns the function that charges its real usage at the end
-        (None: it failed before any usage was known)."""
+        (None: it failed before any usage was known) and gives its cost (None: unpriced)."""
         reservation = 0.0
         if self.max_cost is not None:
             reserved = self._reserve(request, use_cache=False)
             reservation = reserved if isinstance(reserved, float) else 0.0
 
-        def settle(usage: Usage | None) -> None:
-            cost = 0.0
+        def settle(usage: Usage | None) -> float | None:
+            cost = None
             if usage is not None:
                 response = self._price(request, Response("", request.model, provider, usage=usage))
-                cost = response.cost or 0.0
+                cost = response.cost
                 self.tracker.record(response)
             if self.max_cost is not None:
-                self._settle(reservation, cost)
+                self._settle(reservation, cost or 0.0)
+            return cost
 
         return settle
 

@@ -9,6 +9,7 @@ from llmkit.errors import LLMError
 from llmkit.providers import _anthropic_format as fmt
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
+from llmkit.providers._tool_stream import ToolCallAssembler
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, StreamDelta, header_number
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
@@ -185,6 +186,7 @@ class AnthropicProvider(Provider):
     def _deltas(self, events: Any) -> Iterator[StreamDelta]:
         input_tokens = cached = 0
         model = None
+        calls = ToolCallAssembler()
         with events:
             for event in events:
                 kind = event.type
@@ -192,12 +194,17 @@ class AnthropicProvider(Provider):
                     model = event.message.model
                     usage = self._usage(event.message.usage)
                     input_tokens, cached = usage.input_tokens, usage.cached_input_tokens
+                elif kind == "content_block_start" and event.content_block.type == "tool_use":
+                    calls.add(event.index, event.content_block.id, event.content_block.name)
                 elif kind == "content_block_delta" and event.delta.type == "text_delta":
                     yield StreamDelta(text=event.delta.text)
+                elif kind == "content_block_delta" and event.delta.type == "input_json_delta":
+                    calls.add(event.index, arguments=event.delta.partial_json)
                 elif kind == "message_delta":
                     output = event.usage.output_tokens or 0
                     yield StreamDelta(
                         usage=Usage(input_tokens, output, cached),
                         finish_reason=event.delta.stop_reason,
                         model=model,
+                        tool_calls=calls.take(),
                     )

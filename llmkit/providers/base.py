@@ -33,7 +33,7 @@ from llmkit.errors import (
 from llmkit.ratelimit import ServerLimitState
 from llmkit.request import Request
 from llmkit.retry import parse_retry_after
-from llmkit.types import Response, Usage
+from llmkit.types import Response, ToolCall, Usage
 
 __all__ = [
     "Capabilities",
@@ -117,7 +117,7 @@ class ProviderReply:
 
 @dataclass(frozen=True, slots=True)
 class StreamDelta:
-    """One piece of a stream: text, and at the end usage and the finish reason."""
+    """One piece of a stream: text, finished tool calls, and at the end usage and the finish reason."""
 
     text: str = ""
     usage: Usage | None = None
@@ -125,6 +125,9 @@ class StreamDelta:
     model: str | None = None
     request_id: str | None = None
     limits: ServerLimitState | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    key_id: str | None = None  # set by the pool: the key that serves the stream, and on which try
+    attempts: int = 0
 
 
 def fingerprint(api_key: str) -> str:

@@ -216,13 +216,13 @@ class GeminiProvider(Provider):
         state = _StreamState(model)
         for chunk in chunks:
             for event in parser.feed(chunk):
-                text = state.absorb(event.data)
-                if text:
-                    yield StreamDelta(text=text)
+                delta = state.absorb(event.data)
+                if delta is not None:
+                    yield delta
         for event in parser.close():
-            text = state.absorb(event.data)
-            if text:
-                yield StreamDelta(text=text)
+            delta = state.absorb(event.data)
+            if delta is not None:
+                yield delta
         if state.finish is None:
             raise NetworkError("The Gemini stream ended before its finishReason", provider=self.name)
         yield StreamDelta(usage=state.usage, finish_reason=state.finish, model=state.model)
@@ -258,10 +258,10 @@ class _StreamState:
         self.usage: Usage | None = None
         self.finish: str | None = None
 
-    def absorb(self, data: str) -> str:
-        """Read one event's JSON; return its text. Raises the error an error event reports."""
+    def absorb(self, data: str) -> StreamDelta | None:
+        """Read one event's JSON; its text and calls, if any. Raises the error an error event reports."""
         if data.strip() == "[DONE]":
-            return ""
+            return None
         try:
             chunk = json.loads(data)
         except ValueError as exc:
@@ -280,8 +280,9 @@ class _StreamState:
         candidates = chunk.get("candidates")
         if not isinstance(candidates, list) or not candidates or not isinstance(candidates[0], Mapping):
             self.finish = wire.block_reason(chunk) or self.finish
-            return ""
+            return None
         finish = candidates[0].get("finishReason")
         if isinstance(finish, str):
             self.finish = finish
-        return wire.reply_text(candidates[0])[0]
+        text, calls = wire.reply_text(candidates[0])
+        return StreamDelta(text=text, tool_calls=calls) if text or calls else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -10,6 +9,7 @@ from llmkit.errors import LLMError
 from llmkit.providers._openai_format import message_dict, system_prompt, tool_params
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
+from llmkit.providers._tool_stream import ToolCallAssembler, parse_arguments
 from llmkit.providers.base import (
     Capabilities,
     Provider,
@@ -155,6 +155,7 @@ class OpenAIProvider(Provider):
 
         request_id = headers.get("x-request-id")
         yield StreamDelta(request_id=request_id, limits=self.limit_state(headers))
+        calls = ToolCallAssembler()
         try:
             with stream:
                 for chunk in stream:
@@ -163,18 +164,25 @@ class OpenAIProvider(Provider):
                     if chunk.choices:
                         choice = chunk.choices[0]
                         text = choice.delta.content or "" if choice.delta else ""
+                        _add_call_pieces(calls, choice.delta)
                         finish = choice.finish_reason
                     if text or usage is not None or finish is not None:
-                        yield StreamDelta(text=text, usage=usage, finish_reason=finish, model=chunk.model)
+                        done = calls.take() if finish is not None else ()
+                        yield StreamDelta(text, usage, finish, chunk.model, tool_calls=done)
+                if calls:  # a stream that ended without its finish_reason
+                    yield StreamDelta(tool_calls=calls.take())
         except Exception as exc:
             raise map_sdk_error(exc, openai, self.name) from exc
 
 
+def _add_call_pieces(calls: ToolCallAssembler, delta: Any) -> None:
+    for piece in (getattr(delta, "tool_calls", None) or ()) if delta else ():
+        function = piece.function
+        name = function.name if function else None
+        calls.add(piece.index, piece.id, name, (function.arguments or "") if function else "")
+
+
 def _tool_call(call: Any) -> ToolCall:
     function = field(call, "function")
-    text = field(function, "arguments")
-    try:
-        arguments = json.loads(text or "{}")
-    except json.JSONDecodeError:
-        arguments = {"_raw": text}
+    arguments = parse_arguments(field(function, "arguments"))
     return ToolCall(id=field(call, "id"), name=field(function, "name"), arguments=arguments)
