@@ -164,10 +164,13 @@ class Dispatcher:
         request: Request,
         send: Callable[[Any, Request], ProviderReply] | None = None,
         cancel: threading.Event | None = None,
+        on_lease: Callable[[Lease], None] | None = None,
     ) -> Response:
         """Run ``send`` (default: the provider's ``complete``) with a key, retrying as the policy says.
 
         ``cancel`` (default: :data:`current_cancel`), once set, stops a wait for a key.
+        ``on_lease`` is told each attempt's lease before ``send`` runs (a ``send``
+        that makes several requests takes more capacity on it with :meth:`extend`).
         """
         send = send or self.pool.provider.complete
         cancel = cancel if cancel is not None else current_cancel.get()
@@ -177,6 +180,8 @@ class Dispatcher:
         while True:
             lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
             attempts.tries += 1
+            if on_lease is not None:
+                on_lease(lease)
             try:
                 client = lease.slot.client
                 started = clock.now()
@@ -204,6 +209,10 @@ class Dispatcher:
             stamp(response, "key_id", lease.slot.key_id)
             stamp(response, "attempts", attempts.tries)
             return response
+
+    def extend(self, lease: Lease, cost: Cost) -> bool:
+        """Take ``cost`` more on ``lease``'s key, waiting up to the acquire timeout (see KeyPool.extend)."""
+        return self.pool.extend(lease, cost, self.acquire_timeout, current_cancel.get())
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamDelta]:
         """Stream with a key held for the whole stream; retried only before the first text.

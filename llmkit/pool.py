@@ -250,6 +250,31 @@ class KeyPool:
             provider=self.provider.name,
         )
 
+    def extend(
+        self, lease: Lease, cost: Cost, timeout: float | None, cancel: threading.Event | None = None
+    ) -> bool:
+        """Take ``cost`` more on the lease's key for a call already in flight (a re-ask).
+
+        Waits until the key's buckets hold it, up to ``timeout``; True when it
+        fits. When the wait ends otherwise (timeout, close, cancel) the capacity
+        is taken anyway, as debt, and False returned: the request is going out
+        regardless, and the books must show it.
+        """
+        limiter = lease.slot.limiter
+        clock = self.clock
+        with self._lock:
+            deadline = None if timeout is None else clock.now() + timeout
+            while not self._closed and not (cancel is not None and cancel.is_set()):
+                wait = limiter.try_extend(lease.reservation, cost)
+                if wait <= 0:
+                    return True
+                remaining = _INF if deadline is None else deadline - clock.now()
+                if remaining <= 0:
+                    break
+                clock.wait(self._condition, min(wait, remaining))
+            limiter.force_extend(lease.reservation, cost)
+            return False
+
     # -- releasing -----------------------------------------------------------------
 
     def release_success(

@@ -182,6 +182,13 @@ class Cost:
     input_tokens: int = 0
     output_tokens: int = 0
 
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.requests + other.requests,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
 
 @dataclass(slots=True)
 class Reservation:
@@ -285,6 +292,33 @@ class KeyLimiter:
         if wait > 0:
             return None, wait
         return self.reserve(cost), 0.0
+
+    def try_extend(self, reservation: Reservation, cost: Cost) -> float:
+        """Take ``cost`` more for a call already in flight (a re-ask on its key): 0.0 once
+        taken and added to ``reservation``, else the seconds to wait. Concurrency is not
+        checked: the call holds its place already."""
+        cost = self.clamp(cost)
+        wait = self._try_take(cost)
+        if wait <= 0:
+            reservation.cost = reservation.cost + cost
+        return wait
+
+    def force_extend(self, reservation: Reservation, cost: Cost) -> None:
+        """Take ``cost`` more now, into debt if need be (for a re-ask that will not wait)."""
+        cost = self.clamp(cost)
+        for bucket, amount in self._costs(cost):
+            bucket.consume(amount)
+        reservation.cost = reservation.cost + cost
+
+    def _try_take(self, cost: Cost) -> float:
+        """Take a clamped ``cost`` from the buckets if they hold it now (0.0), else the wait."""
+        pairs = self._costs(cost)
+        wait = max((bucket.wait_time(amount) for bucket, amount in pairs), default=0.0)
+        if wait > 0:
+            return wait
+        for bucket, amount in pairs:
+            bucket.consume(amount + self._timing_debt(bucket))
+        return 0.0
 
     def reserve(self, cost: Cost) -> Reservation:
         """Take ``cost`` (clamped) from every bucket and count one more request in flight."""

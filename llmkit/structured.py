@@ -11,6 +11,10 @@ pool leases, inside the dispatcher's retry loop. Who does what:
   wrapped in ``InstructorRetryException``. We unwrap the SDK exception and
   let the adapter map it, so the dispatcher cools the key down and starts
   the call again, normally on another key.
+* **Every re-ask waits for capacity.** Before each request after the first,
+  instructor's ``completion:kwargs`` hook takes one more request (and its
+  tokens) on the leased key, waiting while the key's limits are full, so
+  re-asks do not burst past a key's requests per minute.
 * **Every reply's tokens count once.** instructor's ``completion:response``
   hook hands us each raw reply before instructor folds its usage into a
   running total; we sum them ourselves rather than rely on how a given
@@ -29,15 +33,18 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import InvalidRequestError, StructuredOutputError
 from llmkit.providers.base import Provider, ProviderReply
+from llmkit.ratelimit import Cost
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
     from llmkit.dispatch import Dispatcher
+    from llmkit.pool import Lease
     from llmkit.request import Request
 
 __all__ = ["DEFAULT_MAX_REASKS", "check_response_model", "run_structured"]
@@ -68,8 +75,8 @@ def run_structured(dispatcher: Dispatcher, request: Request) -> Response:
     request = request.with_changes(extra=extra)
     provider = dispatcher.pool.provider
     provider.structured_params(request)  # a provider without structured outputs says so now
-    call = _StructuredCall(provider, model, max_reasks, mode)
-    response = dispatcher.execute(request, send=call.send)
+    call = _StructuredCall(dispatcher, model, max_reasks, mode)
+    response = dispatcher.execute(request, send=call.send, on_lease=call.use_lease)
     if call.failure is not None:
         raise call.error(response) from call.failure
     return response
@@ -125,9 +132,11 @@ class _ReplyLog:
     threads needs no locking.
     """
 
-    def __init__(self, provider: Provider) -> None:
+    def __init__(self, provider: Provider, before_reask: Callable[[_ReplyLog], None]) -> None:
         self.provider = provider
+        self.before_reask = before_reask
         self.usage = Usage()
+        self.requests = 0
         self.replies = 0
         self.last: Any = None
         self.parse_errors: list[BaseException] = []
@@ -136,9 +145,15 @@ class _ReplyLog:
         from instructor.core.hooks import Hooks
 
         hooks = Hooks()
+        hooks.on("completion:kwargs", self.on_request)
         hooks.on("completion:response", self.on_reply)
         hooks.on("parse:error", self.on_parse_error)
         return hooks
+
+    def on_request(self, *_: Any, **__: Any) -> None:
+        self.requests += 1
+        if self.requests > 1:
+            self.before_reask(self)
 
     def on_reply(self, completion: Any) -> None:
         self.usage += self.provider.completion_usage(completion)
@@ -152,18 +167,33 @@ class _ReplyLog:
 class _StructuredCall:
     """One structured call: the ``send`` the dispatcher runs per attempt, and its outcome."""
 
-    def __init__(self, provider: Provider, model: type[Any], max_reasks: int, mode: Any) -> None:
-        self.provider = provider
+    def __init__(self, dispatcher: Dispatcher, model: type[Any], max_reasks: int, mode: Any) -> None:
+        self.dispatcher = dispatcher
+        self.provider = dispatcher.pool.provider
         self.model = model
         self.max_reasks = max_reasks
         self.mode = mode
         self.failure: BaseException | None = None  # why the last attempt never validated
         self.replies = 0
+        self.lease: Lease | None = None  # the current attempt's
+        self.first_cost = Cost()
+
+    def use_lease(self, lease: Lease) -> None:
+        self.lease = lease
+        self.first_cost = lease.reservation.cost
+
+    def before_reask(self, log: _ReplyLog) -> None:
+        """Take a re-ask's capacity on the leased key: its input has grown by the replies so far."""
+        if self.lease is None:
+            return
+        first = self.first_cost
+        input_tokens = first.input_tokens + log.usage.output_tokens if first.input_tokens else 0
+        self.dispatcher.extend(self.lease, Cost(1, input_tokens, first.output_tokens))
 
     def send(self, client: Any, request: Request) -> ProviderReply:
         """Run instructor once on ``client``; raise a mapped LLMError on transport failure."""
         wrapped = self._wrapped(client)
-        log = _ReplyLog(self.provider)
+        log = _ReplyLog(self.provider, self.before_reask)
         self.failure = None
         # Fresh parameters on every attempt: instructor appends its re-ask
         # messages to the list it was given.

@@ -195,3 +195,20 @@ def test_a_burst_holds_back_the_refill_of_the_send_allowance():
     for _ in range(10):
         lim.reserve(Cost())
     assert lim.buckets["requests"].level == pytest.approx(8)  # far from full: nothing more held back
+
+
+def test_an_extension_takes_more_for_a_call_in_flight_and_is_reconciled_with_it():
+    clock = FakeClock()
+    lim = limiter(  # a second's burst: 2 requests, 1,200 input tokens
+        clock, requests_per_minute=120, input_tokens_per_minute=72_000, burst_seconds=1, max_concurrent=1
+    )
+    r = lim.reserve(Cost(1, 300, 0))  # buckets: requests 2 -> 1, input 1200 -> 900
+    assert lim.wait_time(Cost()) == float("inf")  # at its concurrency cap...
+    assert lim.try_extend(r, Cost(1, 400, 0)) == 0.0  # ...yet the call in flight may take more
+    assert r.cost == Cost(2, 700, 0) and lim.in_flight == 1
+    assert lim.try_extend(r, Cost(1, 100, 0)) == pytest.approx(0.5)  # no request left: wait for one
+    assert r.cost == Cost(2, 700, 0)  # nothing taken
+    lim.force_extend(r, Cost(1, 100, 0))  # taken anyway: debt
+    assert lim.buckets["requests"].level == -1 and r.cost == Cost(3, 800, 0)
+    lim.finish(r, input_tokens=650, output_tokens=0)  # the three requests used 650 of the 800 reserved
+    assert lim.buckets["input_tokens"].level == 1200 - 650 and lim.in_flight == 0

@@ -247,3 +247,22 @@ def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
     assert reservation is not None and wait == 0
     reservation2, wait2 = limiter.try_reserve(Cost())
     assert reservation2 is None and 0 < wait2 <= 1.0
+
+
+def test_shared_limiter_extensions_take_from_redis(redis_db):
+    from llmkit.clock import SystemClock
+
+    def make():
+        return RedisLimits(redis_db).limiter(
+            RateLimit(requests_per_minute=120, burst_seconds=1, send_allowance=0), SystemClock(), "test:key-x"
+        )
+
+    first, other = make(), make()
+    reservation, _ = first.try_reserve(Cost())
+    assert reservation is not None and first.try_extend(reservation, Cost()) == 0.0  # both requests used
+    assert reservation.cost.requests == 2
+    assert other.try_reserve(Cost())[0] is None  # another process sees the key empty
+    first.force_extend(reservation, Cost())  # debt, in Redis too
+    assert reservation.cost.requests == 3
+    _, wait = other.try_reserve(Cost())
+    assert wait > 0.5  # a whole request of debt to refill first (2 a second)

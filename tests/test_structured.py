@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 
 import pytest
 from pydantic import BaseModel, Field
@@ -291,3 +292,33 @@ def test_the_instructor_wrapper_is_made_once_per_key_client(server):
             client.complete("Tell me about Paris", response_model=CityInfo)
         assert len(provider._structured) == 1
     assert provider._structured == {}  # closing the client forgets its wrappers
+
+
+@pytest.mark.parametrize("provider", [*PROVIDERS, "google"])
+def test_a_reask_waits_for_room_in_the_keys_requests_per_minute(server, provider):
+    import threading
+
+    clock = FakeClock()
+    limit = RateLimit(requests_per_minute=60, burst_seconds=1, send_allowance=0)  # one request a second
+    if provider == "google":  # Gemini's JSON-schema mode answers with text
+        server.script(json.dumps(NOT_PARIS), json.dumps(PARIS))
+        client = LLMClient("google", api_keys=[KEY1], base_url=server.url, settings=load_settings(environ={}),
+                           rate_limit=limit, clock=clock)  # fmt: skip
+    else:
+        server.script(not_paris(), paris())
+        client = make(server, provider, keys=(KEY1,), rate_limit=limit, clock=clock)
+    with client:
+        result: list[CityInfo] = []
+        worker = threading.Thread(target=lambda: result.append(
+            client.complete("Tell me about Paris", response_model=CityInfo)))  # fmt: skip
+        worker.start()
+        deadline = time.monotonic() + 10
+        while clock.waiting == 0 and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert clock.waiting == 1 and len(server.requests) == 1  # the re-ask waits: the bucket is empty
+        clock.advance(1.0)
+        worker.join(10)
+        assert result == [CityInfo(**PARIS)] and len(server.requests) == 2
+        status = client.status()["client_statuses"][0]
+        assert status["in_flight"] == 0
+        assert status["remaining"]["requests"] == pytest.approx(0.0)  # both requests were counted

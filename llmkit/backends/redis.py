@@ -218,19 +218,29 @@ class SharedKeyLimiter(KeyLimiter):
         cost = self.clamp(cost)
         if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
             return None, float("inf")
+        wait = self._try_take(cost)
+        if wait > 0:
+            return None, wait
+        self.in_flight += 1
+        return Reservation(cost), 0.0
+
+    def _try_take(self, cost: Cost) -> float:
+        """One atomic check-and-take in Redis: 0.0 when taken, else the seconds to wait."""
         amounts = dict(self._costs_by_name(cost))
         args: list[Any] = [self.ttl, len(self.buckets), self.send_allowance]
         for name, capacity, rate in self._spec():
             args += [name, capacity, rate, amounts[name]]
         result = self.shared.run("take", self.redis_key, args)
         if result is None:  # Redis down, policy "local": the mirror decides
-            return super().try_reserve(cost)
+            return super()._try_take(cost)
         ok, wait, levels = result[0], result[1], result[2:]
         self._mirror(levels)
-        if not ok:
-            return None, max(wait, 1e-3)
-        self.in_flight += 1
-        return Reservation(cost), 0.0
+        return 0.0 if ok else max(wait, 1e-3)
+
+    def force_extend(self, reservation: Reservation, cost: Cost) -> None:
+        cost = self.clamp(cost)
+        self._adjust({name: ("add", -amount) for name, amount in self._costs_by_name(cost)})
+        reservation.cost = reservation.cost + cost
 
     def _costs_by_name(self, cost: Cost) -> list[tuple[str, float]]:
         amounts = {

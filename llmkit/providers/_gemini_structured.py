@@ -102,6 +102,8 @@ class GeminiStructured:
         contents = list(body["contents"])
         last_error: ValidationError | None = None
         for _ in range(max_retries + 1):
+            if hooks is not None:
+                hooks.emit_completion_arguments(contents=contents)
             completion = self.provider.send(self.session, request, {**body, "contents": contents})
             if hooks is not None:
                 hooks.emit_completion_response(completion)
