@@ -9,7 +9,8 @@
   none -> ``NONE``, required -> ``ANY``, one tool -> ``ANY`` with
   ``allowedFunctionNames``.
 * An assistant turn's ``tool_calls`` -> ``functionCall`` parts of a ``model``
-  turn, each with its ``thoughtSignature`` when Gemini gave one.
+  turn, each with its ``thoughtSignature`` when Gemini gave one (calls from
+  elsewhere get Google's placeholder signature, see :func:`function_call_parts`).
 * A TOOL message -> a ``functionResponse`` part of a ``user`` turn; the results
   of one turn's calls go together in one turn, as Gemini wants. Gemini names
   the function a result answers: it is the message's ``name`` or, usually,
@@ -36,9 +37,14 @@ if TYPE_CHECKING:
     from llmkit.tools import ToolChoice, ToolSpec
     from llmkit.types import Message
 
-__all__ = ["LOCAL_ID_PREFIX", "function_call_parts", "function_response", "read_call", "tool_params"]
+__all__ = [
+    "LOCAL_ID_PREFIX", "UNSIGNED_HISTORY", "function_call_parts", "function_response", "read_call",
+    "tool_params",
+]  # fmt: skip
 
 LOCAL_ID_PREFIX = "gemini_call_"
+# Google's documented stand-in signature for function calls from outside Gemini.
+UNSIGNED_HISTORY = "skip_thought_signature_validator"
 _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
 
 
@@ -70,7 +76,12 @@ def _declaration(tool: ToolSpec) -> dict[str, Any]:
 
 
 def function_call_parts(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
-    """The ``functionCall`` parts of a model turn that made ``calls``."""
+    """The ``functionCall`` parts of a model turn that made ``calls``.
+
+    Calls that Gemini did not make (another provider's, before a fallback, or
+    written by hand) have no signature, which Gemini 3 refuses; the first of
+    them then carries the placeholder Google documents for such histories.
+    """
     parts = []
     for call in calls:
         function: dict[str, Any] = {"name": call.name, "args": dict(call.arguments)}
@@ -80,6 +91,8 @@ def function_call_parts(calls: Sequence[ToolCall]) -> list[dict[str, Any]]:
         if call.thought_signature is not None:
             part["thoughtSignature"] = call.thought_signature
         parts.append(part)
+    if parts and not any(call.thought_signature for call in calls):
+        parts[0]["thoughtSignature"] = UNSIGNED_HISTORY
     return parts
 
 
