@@ -20,19 +20,21 @@ from typing import Any
 from llmkit.errors import LLMError, PoolClosedError
 from llmkit.request import Request, build_request
 from llmkit.tokens import estimate_input_tokens, heuristic_tokens
-from llmkit.types import MessagesInput, Response, Usage
+from llmkit.types import MessagesInput, Response, ToolCall, Usage
 
 __all__ = ["MockLLMClient"]
 
-Reply = Any  # str | Response | BaseException | pydantic model | Callable[[Request], Reply]
+Reply = Any  # str | Response | ToolCall(s) | BaseException | pydantic model | Callable[[Request], Reply]
 
 
 class MockLLMClient:
     """Answers from a list of scripted replies, in order.
 
-    Each reply may be a string, a :class:`Response`, an exception (raised),
-    a pydantic model instance (returned for ``response_model=`` calls) or a
-    callable taking the :class:`Request` and returning any of those. When the
+    Each reply may be a string, a :class:`Response`, a :class:`ToolCall` or a
+    list of them (a turn that calls tools), an exception (raised), a pydantic
+    model instance (returned for ``response_model=`` calls) or a callable
+    taking the :class:`Request` and returning any of those. ``tools=`` and
+    ``tool_choice=`` are checked as the real client checks them. When the
     list runs out, ``default`` answers (or, if None, an LLMError says so);
     ``cycle=True`` starts the list over instead. Every request is recorded in
     ``calls``.
@@ -74,6 +76,12 @@ class MockLLMClient:
             raise reply
         if isinstance(reply, Response):
             return reply
+        if isinstance(reply, ToolCall) or (
+            isinstance(reply, list) and reply and all(isinstance(c, ToolCall) for c in reply)
+        ):
+            calls = (reply,) if isinstance(reply, ToolCall) else tuple(reply)
+            usage = Usage(estimate_input_tokens(request), heuristic_tokens(repr(calls)))
+            return Response("", request.model, self.provider, "tool_calls", usage, tool_calls=calls)
         usage = Usage(estimate_input_tokens(request), heuristic_tokens(str(reply)))
         if isinstance(reply, str):
             parsed = request.response_model.model_validate_json(reply) if request.response_model else None
@@ -106,6 +114,9 @@ class MockLLMClient:
             messages,
             model=kwargs.pop("model", None) or self.model,
             response_model=kwargs.pop("response_model", None),
+            tools=kwargs.pop("tools", None),
+            tool_choice=kwargs.pop("tool_choice", None),
+            json_mode=kwargs.pop("json_mode", False),
             extra=kwargs,
             **params,
         )
