@@ -45,15 +45,15 @@ import json
 import logging
 import os
 import queue
-import signal
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Future
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, overload
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
+from llmkit._batch_progress import _Progress, _sigint_to_flag
+from llmkit.batch_result import BatchInterrupted, BatchResult, ItemError
 from llmkit.checkpoint import (
     CheckpointError,
     CheckpointMismatchError,
@@ -67,13 +67,14 @@ from llmkit.checkpoint import (
     merge_checkpoints,
 )
 from llmkit.errors import CapacityTimeoutError, InvalidRequestError, LLMError, PoolClosedError
-from llmkit.types import Message, Response, Usage
+from llmkit.types import Message, Response
 
 if TYPE_CHECKING:
     from llmkit.client import LLMClient
 
-# CheckpointError, CheckpointMismatchError, checkpoint_path and merge_checkpoints
-# live in llmkit.checkpoint; they stay importable from here, where they were first.
+# BatchInterrupted, BatchResult and ItemError live in llmkit.batch_result; CheckpointError,
+# CheckpointMismatchError, checkpoint_path and merge_checkpoints in llmkit.checkpoint. They
+# stay importable from here, where they were first.
 
 __all__ = [
     "BatchInterrupted",
@@ -92,93 +93,6 @@ logger.addHandler(logging.NullHandler())
 
 _POLL = 0.2  # seconds between checks for Ctrl-C while waiting for answers
 _CAPACITY_REQUEUES = 10  # times an item that timed out waiting for a key goes back in the queue
-
-
-class BatchInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the batch; ``result`` holds what finished (``None`` where not)."""
-
-    def __init__(self, result: BatchResult) -> None:
-        super().__init__(
-            f"Batch interrupted: {result.done} of {len(result)} items done, {result.pending} not run"
-        )
-        self.result = result
-
-
-@dataclass(frozen=True, slots=True)
-class ItemError:
-    """The slot of an item that failed. Falsy, so ``[r for r in result if r]`` keeps answers.
-
-    ``exception`` is the error itself (``None`` when loaded from a checkpoint).
-    """
-
-    id: Any
-    index: int
-    type: str
-    message: str
-    status_code: int | None = None
-    exception: BaseException | None = field(default=None, repr=False, compare=False)
-    ok: ClassVar[bool] = False
-
-    def __bool__(self) -> bool:
-        return False
-
-
-class BatchResult(Sequence[Any]):
-    """Per-item results in input order: a Response, the parsed model, an ItemError, or None (not run)."""
-
-    def __init__(self, ids: list[Any], values: list[Any], responses: list[Response | None], skipped: int):
-        self.ids = ids
-        self._values = values
-        self.responses = responses
-        self.skipped = skipped
-
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-    def __getitem__(self, index: int | slice) -> Any:
-        return self._values[index]
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def __repr__(self) -> str:
-        return (
-            f"BatchResult({len(self)} items: {self.succeeded} ok, {self.failed} failed, "
-            f"{self.pending} not run, {self.skipped} from checkpoint)"
-        )
-
-    @property
-    def errors(self) -> list[ItemError]:
-        return [v for v in self._values if isinstance(v, ItemError)]
-
-    @property
-    def succeeded(self) -> int:
-        return sum(1 for r in self.responses if r is not None)
-
-    @property
-    def failed(self) -> int:
-        return len(self.errors)
-
-    @property
-    def done(self) -> int:
-        return sum(1 for v in self._values if v is not None)
-
-    @property
-    def pending(self) -> int:
-        """Items that did not run (the batch was interrupted or stopped at an error)."""
-        return len(self) - self.done
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens of every answer here, those loaded from the checkpoint included."""
-        return sum((r.usage for r in self.responses if r is not None), Usage())
-
-    @property
-    def cost(self) -> float | None:
-        """US dollars summed over the answers whose cost is known; None when none is."""
-        costs = [r.cost for r in self.responses if r is not None and r.cost is not None]
-        return sum(costs) if costs else None
 
 
 # -- items ---------------------------------------------------------------------------
@@ -240,72 +154,7 @@ def _plan(items: Iterable[Any], shard: tuple[int, int] | None) -> list[_Item]:
     return plan
 
 
-# -- progress ---------------------------------------------------------------------------
-
-
-class _Progress:
-    """A tqdm bar (``tqdm.auto``: works in notebooks) with tokens and cost; or nothing."""
-
-    def __init__(self, enabled: bool, total: int, values: list[Any], responses: list[Response | None]):
-        self._bar: Any = None
-        done = sum(1 for v in values if v is not None)
-        self.tokens = sum(r.usage.total_tokens for r in responses if r is not None)
-        self.cost = sum(r.cost or 0.0 for r in responses if r is not None)
-        self.errors = sum(1 for v in values if isinstance(v, ItemError))
-        if enabled:
-            from tqdm.auto import tqdm  # lazily: import llmkit stays fast
-
-            self._bar = tqdm(total=total, initial=done, desc="llmkit batch", unit="item", dynamic_ncols=True)
-            self._bar.set_postfix_str(self._postfix(), refresh=False)
-
-    def _postfix(self) -> str:
-        text = f"tokens={self.tokens:,}, cost=${self.cost:.4f}"
-        return text + (f", errors={self.errors}" if self.errors else "")
-
-    def advance(self, response: Response | None) -> None:
-        if response is None:
-            self.errors += 1
-        else:
-            self.tokens += response.usage.total_tokens
-            self.cost += response.cost or 0.0
-        if self._bar is not None:
-            self._bar.set_postfix_str(self._postfix(), refresh=False)
-            self._bar.update(1)
-
-    def say(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.set_description_str(text)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 # -- running ----------------------------------------------------------------------------
-
-
-@contextmanager
-def _sigint_to_flag(flag: threading.Event) -> Iterator[None]:
-    """Turn the first Ctrl-C into ``flag`` (a second one raises KeyboardInterrupt at once).
-
-    Only in the main thread and when Python's default handler is in place;
-    otherwise a KeyboardInterrupt is caught where it lands.
-    """
-    if threading.current_thread() is not threading.main_thread() or (
-        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-    ):
-        yield
-        return
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        flag.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True, slots=True)

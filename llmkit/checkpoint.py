@@ -26,9 +26,9 @@ line torn by the kill is ignored and cut off by the next run.
 files back into one result.
 
 Running the batch is :mod:`llmkit.batch`, which imports this module; the
-result types (:class:`~llmkit.batch.BatchResult`,
-:class:`~llmkit.batch.ItemError`) live there and are imported here only
-where used, so the two modules do not import each other at load time.
+result types (:class:`~llmkit.batch_result.BatchResult`,
+:class:`~llmkit.batch_result.ItemError`) live in :mod:`llmkit.batch_result`,
+which imports neither module, so they are imported here at load time.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from llmkit.batch_result import BatchResult, ItemError
 from llmkit.errors import LLMError
 from llmkit.types import Message, Response, ToolCall, Usage
 
 if TYPE_CHECKING:
-    from llmkit.batch import BatchResult, ItemError, _Item
+    from llmkit.batch import _Item
 
 __all__ = [
     "CheckpointError",
@@ -137,8 +138,6 @@ def _response_from(rec: Mapping[str, Any]) -> Response:
 def _loaded(rec: Mapping[str, Any], response_model: Any, where: str) -> tuple[Any, Response | None]:
     """A checkpoint record as (result slot, Response or None)."""
     if rec["status"] != "ok":
-        from llmkit.batch import ItemError  # lazily: llmkit.batch imports this module
-
         err = rec.get("error") or {}
         item_error = ItemError(
             rec["id"],
@@ -298,8 +297,6 @@ def merge_checkpoints(paths: Iterable[str | os.PathLike[str]], *, response_model
 
     Raises :class:`CheckpointMismatchError` when two files disagree on an item's input.
     """
-    from llmkit.batch import BatchResult  # lazily: llmkit.batch imports this module
-
     merged: dict[str, dict[str, Any]] = {}
     for path in paths:
         with open(path, "rb") as f:
