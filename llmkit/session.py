@@ -39,14 +39,14 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from llmkit.errors import ConfigurationError, InvalidRequestError
 from llmkit.request import Request, message_text
 from llmkit.tokens import PER_REQUEST_OVERHEAD, estimate_input_tokens
-from llmkit.types import Message, MessageRole, normalize_messages
+from llmkit.types import Message, MessageRole, Response, normalize_messages
 
 __all__ = ["AddedMessage", "Session", "SessionManager"]
 
@@ -185,6 +185,24 @@ class Session:
         for message in normalize_messages(list(messages)):
             self._add(message)
 
+    def run_tool_calls(
+        self, response: Response, functions: Sequence[Callable[..., Any]] | Mapping[str, Callable[..., Any]]
+    ) -> list[Message]:
+        """Run the tool calls of ``response`` and add their results; returns the results.
+
+        Then ``session.complete(tools=...)`` (no new text) lets the model answer.
+        The assistant turn that made the calls is added first unless the session
+        kept it already (as ``complete`` does). See :func:`llmkit.tools.run_tool_calls`.
+        """
+        from llmkit.tools import run_tool_calls
+
+        messages = run_tool_calls(response, functions)  # the functions run outside the lock
+        with self._lock:
+            kept = any(m.tool_calls == messages[0].tool_calls for m in self._history if m.tool_calls)
+        for message in messages[1:] if kept else messages:
+            self._add(message)
+        return messages[1:]
+
     def get_messages(self) -> list[Message]:
         """A copy of the conversation, system prompt first: what the next call sends."""
         with self._lock:
@@ -252,7 +270,9 @@ class Session:
         """Keep the reply; return what the caller asked ``client.complete`` for."""
         reply = result[1] if isinstance(result, tuple) else result
         text = _reply_text(reply)
-        if text:
+        if getattr(reply, "tool_calls", None):
+            self._add(Message.assistant_tool_calls(reply))  # its text and calls: a valid history
+        elif text:
             self.add_assistant(text)
         else:
             logger.debug("session: the reply had no text to keep (%r)", type(reply).__name__)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmkit import ConfigurationError, InvalidRequestError, LLMClient, Message, MessageRole
+from llmkit.config import load_settings
 from llmkit.session import Session, SessionManager, message_tokens
 from llmkit.testing import FakeLLMServer, Fault
 from llmkit.types import Response
@@ -297,3 +298,41 @@ def test_session_manager_add_message_works_without_await() -> None:
     added = session.add_message("user", "hi")
     assert added.message == Message(MessageRole.USER, "hi")
     assert roles(session) == ["system", "user"]
+
+
+# --- tools --------------------------------------------------------------------------------------
+
+
+def get_weather(city: str) -> dict[str, str]:
+    """The weather in a city."""
+    return {"city": city, "sky": "sunny"}
+
+
+@pytest.mark.parametrize("provider", ["openai", "google"])
+def test_a_session_keeps_tool_calls_and_results(srv: FakeLLMServer, provider: str, tmp_path: Path) -> None:
+    from llmkit.testing import ToolCallReply
+
+    url = srv.url if provider == "google" else srv.openai_base_url
+    with LLMClient(provider, api_keys=["sk-test"], base_url=url, settings=load_settings(environ={})) as c:
+        session = Session("Be brief.", client=c)
+        srv.script(ToolCallReply("get_weather", {"city": "Oslo"}, id="call_1"), "Sunny in Oslo.")
+        first = session.complete("Weather in Oslo?", tools=[get_weather])
+        assert roles(session) == ["system", "user", "assistant"]
+        assert session.get_messages()[-1].tool_calls == first.tool_calls
+        (result,) = session.run_tool_calls(first, [get_weather])
+        assert result.tool_call_id == "call_1" and '"sky": "sunny"' in result.content
+        assert session.complete(tools=[get_weather]).content == "Sunny in Oslo."
+        assert roles(session) == ["system", "user", "assistant", "tool", "assistant"]
+        session.save(tmp_path / "s.json")
+        assert Session.load(tmp_path / "s.json").get_messages() == session.get_messages()
+
+
+def test_run_tool_calls_adds_the_assistant_turn_when_the_session_lacks_it() -> None:
+    from llmkit.types import ToolCall
+
+    session = Session()
+    session.add_user("Weather in Rome?")
+    reply = Response("", "m", "p", tool_calls=(ToolCall("c9", "get_weather", {"city": "Rome"}),))
+    session.run_tool_calls(reply, [get_weather])
+    assert roles(session) == ["user", "assistant", "tool"]
+    assert session.get_messages()[1].tool_calls == reply.tool_calls
