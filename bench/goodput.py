@@ -23,6 +23,7 @@ used; 429s at most 1% of requests.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import threading
@@ -139,6 +140,9 @@ def raw_sdk_contender(server, scenario: Scenario) -> Callable[[str], object]:
 
 
 def litellm_contender(server, scenario: Scenario) -> Callable[[str], object] | None:
+    # LiteLLM fetches its price map from GitHub at import unless told to use its local copy:
+    # a benchmark sends nothing beyond this machine.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     try:
         from litellm import Router  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
