@@ -183,6 +183,15 @@ class AsyncTextStream:
         return self._stream.request_id
 
     @property
+    def key_id(self) -> str | None:
+        """The fingerprint of the key serving the stream."""
+        return self._stream.key_id
+
+    @property
+    def attempts(self) -> int:
+        return self._stream.attempts
+
+    @property
     def cost(self) -> float | None:
         """US dollars, once the stream has ended (None: unpriced model)."""
         return self._stream.cost

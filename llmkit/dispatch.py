@@ -180,9 +180,9 @@ class Dispatcher:
         while True:
             lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
             attempts.tries += 1
-            if on_lease is not None:
-                on_lease(lease)
             try:
+                if on_lease is not None:
+                    on_lease(lease)
                 client = lease.slot.client
                 started = clock.now()
                 reply = send(client, request)
@@ -259,7 +259,7 @@ class Dispatcher:
                 state.request_id = delta.request_id
             if delta.usage is not None:
                 usage = delta.usage
-            if delta.text:
+            if delta.text or delta.tool_calls:  # output the caller has: a retry would repeat it
                 state.yielded_text = True
                 state.chars += len(delta.text)
             yield replace(delta, limits=None) if delta.limits is not None else delta

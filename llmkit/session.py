@@ -196,6 +196,8 @@ class Session:
         """
         from llmkit.tools import run_tool_calls
 
+        if not response.tool_calls:
+            return []
         messages = run_tool_calls(response, functions)  # the functions run outside the lock
         with self._lock:
             kept = any(m.tool_calls == messages[0].tool_calls for m in self._history if m.tool_calls)

@@ -116,7 +116,7 @@ class TextStream:
     def _ended(self, error: BaseException | None) -> None:
         """Tell the observer, once, how the stream ended."""
         on_end, self._on_end = self._on_end, None
-        if on_end is not None:
+        if on_end is not None and (error is not None or self.key_id is not None):  # not: closed unsent
             on_end(self.response, error)
 
     def __enter__(self) -> TextStream:

@@ -177,6 +177,7 @@ class _StructuredCall:
         self.replies = 0
         self.lease: Lease | None = None  # the current attempt's
         self.first_cost = Cost()
+        self.reask_error: Exception | None = None  # instructor's hooks swallow errors: kept here
 
     def use_lease(self, lease: Lease) -> None:
         self.lease = lease
@@ -188,7 +189,15 @@ class _StructuredCall:
             return
         first = self.first_cost
         input_tokens = first.input_tokens + log.usage.output_tokens if first.input_tokens else 0
-        self.dispatcher.extend(self.lease, Cost(1, input_tokens, first.output_tokens))
+        try:
+            self.dispatcher.extend(self.lease, Cost(1, input_tokens, first.output_tokens))
+        except Exception as exc:  # e.g. shared limits down with on_unavailable="fail"
+            self.reask_error = self.reask_error or exc
+
+    def _raise_reask_error(self) -> None:
+        error, self.reask_error = self.reask_error, None
+        if error is not None:
+            raise error
 
     def send(self, client: Any, request: Request) -> ProviderReply:
         """Run instructor once on ``client``; raise a mapped LLMError on transport failure."""
@@ -203,8 +212,10 @@ class _StructuredCall:
                 response_model=self.model, max_retries=self.max_reasks, hooks=log.hooks(), **params
             )
         except Exception as exc:
+            self._raise_reask_error()
             self.failure = self._validation_failure(exc, log)  # or raises the mapped error
             parsed, completion = None, log.last
+        self._raise_reask_error()
         self.replies = log.replies
         return ProviderReply(self._response(parsed, completion, log, request))
 

@@ -336,3 +336,11 @@ def test_run_tool_calls_adds_the_assistant_turn_when_the_session_lacks_it() -> N
     session.run_tool_calls(reply, [get_weather])
     assert roles(session) == ["user", "assistant", "tool"]
     assert session.get_messages()[1].tool_calls == reply.tool_calls
+
+
+def test_run_tool_calls_of_a_reply_without_calls_adds_nothing() -> None:
+    session = Session()
+    session.add_user("hi")
+    session.add_assistant("Just text.")
+    assert session.run_tool_calls(Response("Just text.", "m", "p"), [get_weather]) == []
+    assert roles(session) == ["user", "assistant"]

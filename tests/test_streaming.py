@@ -321,3 +321,10 @@ def test_user_middleware_may_observe_streams_and_its_failure_does_not_break_them
     assert "".join(whole) == seen[1][1] == "second"
     assert snap["requests"] == 2
     assert sum("stream observer failed" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_stream_closed_before_it_started_is_not_counted(server):
+    with make(server, "openai", log_level="INFO") as client:
+        client.stream(TEXT).close()
+        assert client.metrics()["requests"] == 0
+    assert server.requests == []

@@ -322,3 +322,16 @@ def test_a_reask_waits_for_room_in_the_keys_requests_per_minute(server, provider
         status = client.status()["client_statuses"][0]
         assert status["in_flight"] == 0
         assert status["remaining"]["requests"] == pytest.approx(0.0)  # both requests were counted
+
+
+def test_a_failure_to_take_a_reasks_capacity_is_raised_not_swallowed(server, monkeypatch):
+    from llmkit.backends.redis import SharedLimitsUnavailableError
+    from llmkit.dispatch import Dispatcher
+
+    def down(self, lease, cost):
+        raise SharedLimitsUnavailableError("Redis is down and on_unavailable='fail'")
+
+    monkeypatch.setattr(Dispatcher, "extend", down)  # instructor's hooks would only warn about it
+    server.script(not_paris(), paris())
+    with make(server, "openai", keys=(KEY1,)) as client, pytest.raises(SharedLimitsUnavailableError):
+        client.complete("Tell me about Paris", response_model=CityInfo)

@@ -419,3 +419,44 @@ def test_assembler_orders_calls_and_keeps_unparsable_arguments() -> None:
     assert calls.take() == (ToolCall("a", "first", {}), ToolCall("b", "second", {"x": 1}),
                             ToolCall("c", "broken", {"_raw": '{"x": 1'}))  # fmt: skip
     assert calls.take() == ()
+
+
+def test_assembler_keeps_calls_that_share_an_index_apart() -> None:
+    from llmkit.providers._tool_stream import ToolCallAssembler
+
+    calls = ToolCallAssembler()  # as Ollama streams parallel calls: every one at index 0
+    calls.add(0, "call_a", "get_weather", '{"city": "Paris"}')
+    calls.add(0, "call_b", "get_time", '{"tz": "CET"}')
+    calls.add(None, "call_c", "ping", "")
+    assert calls.take() == (
+        ToolCall("call_a", "get_weather", {"city": "Paris"}),
+        ToolCall("call_b", "get_time", {"tz": "CET"}),
+        ToolCall("call_c", "ping", {}),
+    )
+
+
+def test_a_stream_that_breaks_after_its_tool_calls_is_not_retried(srv: FakeLLMServer) -> None:
+    from llmkit import StreamError
+    from llmkit.testing import Fault
+
+    srv.reply = lambda info: ToolCallReply("get_weather", {"city": "Paris"})
+    srv.script(Fault(drop=True, after_deltas=1))  # the call arrives, then the connection drops
+    try:
+        with LLMClient("google", api_keys=["k1", "k2"], base_url=srv.url, settings=NO_ENV) as c:
+            stream = c.stream("Weather?", tools=[get_weather])
+            with pytest.raises(StreamError):
+                list(stream)
+    finally:
+        srv.reply = None
+    assert len(srv.requests) == 1  # not sent again: the call would come twice
+    assert [call.name for call in stream.tool_calls] == ["get_weather"]
+
+
+def test_nan_results_go_to_gemini_as_text(srv: FakeLLMServer) -> None:
+    calls = (ToolCall("t1", "get_weather", {"city": "Paris"}),)
+    messages = [Message(MessageRole.USER, "x"), Message(MessageRole.ASSISTANT, "", tool_calls=calls),
+                Message(MessageRole.TOOL, "NaN", tool_call_id="t1")]  # fmt: skip
+    with client("google", srv) as c:
+        c.complete(messages, tools=[get_weather])
+    (part,) = srv.requests[-1].body["contents"][2]["parts"]
+    assert part["functionResponse"]["response"] == {"output": "NaN"}

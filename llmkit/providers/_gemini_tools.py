@@ -110,10 +110,14 @@ def function_response(message: Message, names: Mapping[str, str]) -> dict[str, A
 
 def _result(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = json.loads(text, parse_constant=_not_json)
+    except ValueError:  # plain text, or NaN/Infinity, which JSON (and so Gemini) cannot carry
         return {"output": text}
     return value if isinstance(value, dict) else {"output": value}
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def read_call(part: Mapping[str, Any]) -> ToolCall | None:

@@ -4,7 +4,9 @@ OpenAI and Anthropic stream a call as its id and name first, then the JSON of
 its arguments in fragments, each piece tagged with the index of its call (or
 content block). :class:`ToolCallAssembler` collects the pieces and gives the
 finished :class:`~llmkit.types.ToolCall` objects, in index order, when the
-stream says the turn is over.
+stream says the turn is over. Some OpenAI-compatible servers (Ollama) give
+every call of a turn the same index: a new call id at an index starts a new
+call there rather than overwriting the one before.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 from llmkit.types import ToolCall
 
 __all__ = ["ToolCallAssembler", "parse_arguments"]
+
+_NO_INDEX = 1 << 30  # pieces without an index sort after the numbered ones
 
 
 def parse_arguments(text: str | None) -> dict[str, object]:
@@ -25,24 +29,36 @@ def parse_arguments(text: str | None) -> dict[str, object]:
     return value if isinstance(value, dict) else {"_raw": text}
 
 
+class _Pieces:
+    __slots__ = ("fragments", "id", "name")
+
+    def __init__(self) -> None:
+        self.id = ""
+        self.name = ""
+        self.fragments: list[str] = []
+
+
 class ToolCallAssembler:
     """The tool calls of one streamed turn, by index, as their pieces arrive."""
 
     __slots__ = ("_calls",)
 
     def __init__(self) -> None:
-        self._calls: dict[int, tuple[list[str], list[str]]] = {}  # index -> ([id, name], fragments)
+        self._calls: dict[int, list[_Pieces]] = {}
 
     def add(
-        self, index: int, call_id: str | None = None, name: str | None = None, arguments: str = ""
+        self, index: int | None, call_id: str | None = None, name: str | None = None, arguments: str = ""
     ) -> None:
-        head, fragments = self._calls.setdefault(index, (["", ""], []))
+        calls = self._calls.setdefault(index if isinstance(index, int) else _NO_INDEX, [])
+        if not calls or (call_id and calls[-1].id and calls[-1].id != call_id):
+            calls.append(_Pieces())
+        call = calls[-1]
         if call_id:
-            head[0] = call_id
+            call.id = call_id
         if name:
-            head[1] = name
+            call.name = name
         if arguments:
-            fragments.append(arguments)
+            call.fragments.append(arguments)
 
     def __bool__(self) -> bool:
         return bool(self._calls)
@@ -50,8 +66,9 @@ class ToolCallAssembler:
     def take(self) -> tuple[ToolCall, ...]:
         """The calls so far, complete, in index order; the assembler is empty afterwards."""
         calls = tuple(
-            ToolCall(head[0], head[1], parse_arguments("".join(fragments)))
-            for _, (head, fragments) in sorted(self._calls.items())
+            ToolCall(call.id, call.name, parse_arguments("".join(call.fragments)))
+            for _, pieces in sorted(self._calls.items())
+            for call in pieces
         )
         self._calls.clear()
         return calls

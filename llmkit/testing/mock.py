@@ -77,7 +77,7 @@ class MockLLMClient:
         if isinstance(reply, Response):
             return reply
         if isinstance(reply, ToolCall) or (
-            isinstance(reply, list) and reply and all(isinstance(c, ToolCall) for c in reply)
+            isinstance(reply, (list, tuple)) and reply and all(isinstance(c, ToolCall) for c in reply)
         ):
             calls = (reply,) if isinstance(reply, ToolCall) else tuple(reply)
             usage = Usage(estimate_input_tokens(request), heuristic_tokens(repr(calls)))
