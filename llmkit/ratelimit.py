@@ -285,13 +285,17 @@ class KeyLimiter:
     def try_reserve(self, cost: Cost) -> tuple[Reservation | None, float]:
         """Reserve ``cost`` if this key can admit it now; else ``(None, seconds to wait)``.
 
-        Shared limiters (``llmkit.backends.redis``) override this with one
-        atomic check-and-take; :meth:`wait_time` is then only an estimate.
+        Shared limiters (``llmkit.backends.redis``) override :meth:`_try_take`
+        with one atomic check-and-take; :meth:`wait_time` is then only an estimate.
         """
-        wait = self.wait_time(cost)
+        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
+            return None, _INF
+        cost = self.clamp(cost)
+        wait = self._try_take(cost)
         if wait > 0:
             return None, wait
-        return self.reserve(cost), 0.0
+        self.in_flight += 1
+        return Reservation(cost), 0.0
 
     def try_extend(self, reservation: Reservation, cost: Cost) -> float:
         """Take ``cost`` more for a call already in flight (a re-ask on its key): 0.0 once

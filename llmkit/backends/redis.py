@@ -214,16 +214,6 @@ class SharedKeyLimiter(KeyLimiter):
         for bucket, level in zip(self.buckets.values(), levels):
             bucket.set_level(level)
 
-    def try_reserve(self, cost: Cost) -> tuple[Reservation | None, float]:
-        cost = self.clamp(cost)
-        if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
-            return None, float("inf")
-        wait = self._try_take(cost)
-        if wait > 0:
-            return None, wait
-        self.in_flight += 1
-        return Reservation(cost), 0.0
-
     def _try_take(self, cost: Cost) -> float:
         """One atomic check-and-take in Redis: 0.0 when taken, else the seconds to wait."""
         amounts = dict(self._costs_by_name(cost))
