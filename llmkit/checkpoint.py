@@ -101,10 +101,7 @@ def _ok_record(item: _Item, digest: str, response: Response, parsed: Any) -> dic
         "request_id": response.request_id,
         "latency": round(response.latency, 4),
         "attempts": response.attempts,
-        "tool_calls": [
-            {"id": c.id, "name": c.name, "arguments": c.arguments, "signature": c.thought_signature}
-            for c in response.tool_calls
-        ],
+        "tool_calls": [call.to_dict() for call in response.tool_calls],
         "parsed": None if parsed is None else json.loads(json.dumps(parsed, default=_plain)),
         "time": round(time.time(), 3),
     }
@@ -132,10 +129,7 @@ def _response_from(rec: Mapping[str, Any]) -> Response:
         latency=float(rec.get("latency") or 0.0),
         request_id=rec.get("request_id"),
         key_id=rec.get("key_id"),
-        tool_calls=tuple(
-            ToolCall(c["id"], c["name"], c["arguments"], c.get("signature"))
-            for c in rec.get("tool_calls") or ()
-        ),
+        tool_calls=tuple(ToolCall.from_dict(c) for c in rec.get("tool_calls") or ()),
         cost=rec.get("cost"),
         attempts=int(rec.get("attempts") or 1),
     )

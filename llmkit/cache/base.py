@@ -187,10 +187,7 @@ def encode_response(response: Response, response_model: Any = None) -> str:
         "provider": response.provider,
         "finish_reason": response.finish_reason,
         "usage": [usage.input_tokens, usage.output_tokens, usage.cached_input_tokens],
-        "tool_calls": [
-            {"id": c.id, "name": c.name, "arguments": c.arguments, "signature": c.thought_signature}
-            for c in response.tool_calls
-        ],
+        "tool_calls": [call.to_dict() for call in response.tool_calls],
         "request_id": response.request_id,
     }
     if response_model is not None:
@@ -229,9 +226,7 @@ def decode_response(text: str, response_model: Any = None, latency: float = 0.0)
         usage=Usage(*data["usage"]),
         latency=latency,
         request_id=data.get("request_id"),
-        tool_calls=tuple(
-            ToolCall(c["id"], c["name"], c["arguments"], c.get("signature")) for c in data["tool_calls"]
-        ),
+        tool_calls=tuple(ToolCall.from_dict(c) for c in data["tool_calls"]),
         cost=0.0,
         cached=True,
         attempts=0,
