@@ -40,14 +40,14 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkit.client import LLMClient
-from llmkit.dispatch import current_cancel
+from llmkit.engine.loop import current_cancel
 from llmkit.manager import LLMManager, LLMProvider
 from llmkit.manager import get_llm_manager as _get_sync_manager
 
 if TYPE_CHECKING:
     from llmkit.batch import BatchResult
     from llmkit.config import RateLimit
-    from llmkit.pool import KeyPool
+    from llmkit.engine.pool import KeyPool
     from llmkit.streaming import TextStream
     from llmkit.types import MessagesInput, Response, ToolCall, Usage
 

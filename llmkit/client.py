@@ -8,6 +8,7 @@ worker threads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,11 +16,11 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmkit.dispatch import Dispatcher
+from llmkit.engine.loop import Dispatcher
+from llmkit.engine.pool import KeyPool
 from llmkit.errors import ConfigurationError
 from llmkit.fallback import Fallbacks
 from llmkit.middleware import Middleware, build_chain, builtin_middleware, stream_observers
-from llmkit.pool import KeyPool
 from llmkit.providers import canonical_name, provider_class
 from llmkit.providers.base import StreamDelta
 from llmkit.request import Request, build_request
@@ -30,10 +31,10 @@ if TYPE_CHECKING:
     import os
 
     from llmkit.batch import BatchResult
-    from llmkit.clock import Clock
     from llmkit.config import LLMConfig, PoolConfig, RateLimit, RetryPolicy, Settings
     from llmkit.costs import PriceTable
-    from llmkit.ratelimit import SharedLimits
+    from llmkit.engine.clock import Clock
+    from llmkit.engine.limiter import SharedLimits
 
 __all__ = ["LLMClient"]
 
@@ -199,7 +200,9 @@ class LLMClient:
         )
         self._middleware = [*middleware, *builtins, self._cost, self._cache]
         # Fallbacks wrap the end of the chain (llmkit.fallback); none: self._send itself.
-        self._fallbacks = Fallbacks.build(fallbacks, settings, clock=clock)
+        self._fallbacks = Fallbacks.build(
+            fallbacks, functools.partial(LLMClient, settings=settings, clock=clock), LLMClient
+        )
         self._handler = build_chain(self._middleware, self._fallbacks.wrap(self._send))
 
     def __repr__(self) -> str:
@@ -252,6 +255,10 @@ class LLMClient:
         if request.response_model is None:
             return response
         return (response.parsed, response) if include_response else response.parsed
+
+    def _check(self, request: Request) -> None:
+        """InvalidRequestError when this client's provider cannot take ``request`` (for fallbacks)."""
+        self._adapter.check_request(request)
 
     def _send(self, request: Request) -> Response:
         """The end of the middleware chain: the pool (structured calls via instructor)."""
@@ -327,8 +334,10 @@ class LLMClient:
         """
         from llmkit.batch import run_batch
 
+        if concurrency is None:
+            concurrency = self._pool.config.workers_for(len(self._pool.slots))
         return run_batch(
-            self, items, response_model=response_model, progress=progress, checkpoint=checkpoint,
+            self.submit, items, response_model=response_model, progress=progress, checkpoint=checkpoint,
             on_error=on_error, concurrency=concurrency, shard=shard, retry_failed=retry_failed,
             fsync=fsync, **kwargs,
         )  # fmt: skip

@@ -17,7 +17,7 @@ tree at the boundary, in ``llmkit.providers``, and chained with ``from exc``::
     ├── StreamError                 a stream broke after text was yielded
     ├── StructuredOutputError       the reply never validated against the model
     ├── BudgetExceededError         the request would pass ``max_cost``
-    ├── CheckpointError         a batch checkpoint is unreadable (llmkit.checkpoint)
+    ├── CheckpointError         a batch checkpoint is unreadable (llmkit.batch.checkpoint)
     │   └── CheckpointMismatchError  it belongs to other inputs
     └── PoolError
         ├── CapacityTimeoutError    a rate limiter could not grant capacity in time

@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from llmkit.errors import (
     AuthenticationError,
@@ -55,17 +55,34 @@ from llmkit.errors import (
 )
 
 if TYPE_CHECKING:
-    from llmkit.client import LLMClient
-    from llmkit.config import Settings
     from llmkit.request import Request
     from llmkit.types import Response
 
-__all__ = ["Fallbacks", "should_fall_back"]
+__all__ = ["FallbackTarget", "Fallbacks", "should_fall_back"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 Send = Callable[["Request"], "Response"]
+
+
+class FallbackTarget(Protocol):
+    """What a fallback is: an :class:`~llmkit.LLMClient` is one (this module never imports it)."""
+
+    provider: str
+    model: str
+
+    def _check(self, request: Request) -> None:
+        """Raise InvalidRequestError when this target cannot take ``request``."""
+
+    def _send(self, request: Request) -> Response:
+        """Send ``request`` through this target's own pool, limits and retries."""
+
+    def close(self, timeout: float | None = ...) -> None: ...
+
+
+# Builds a fallback client from LLMClient keyword arguments (the client passes its own class).
+MakeTarget = Callable[..., FallbackTarget]
 
 _FINAL = (
     InvalidRequestError,
@@ -89,29 +106,28 @@ def should_fall_back(error: BaseException) -> bool:
 class Fallbacks:
     """The ordered fallback clients of one LLMClient."""
 
-    def __init__(self, clients: Sequence[LLMClient] = (), owned: Sequence[LLMClient] = ()) -> None:
+    def __init__(self, clients: Sequence[FallbackTarget] = (), owned: Sequence[FallbackTarget] = ()) -> None:
         self.clients = list(clients)
         self._owned = list(owned)
 
     @classmethod
-    def build(cls, specs: Sequence[Any] | None, settings: Settings, **common: Any) -> Fallbacks:
-        """Fallback clients for ``specs``; ``common`` LLMClient arguments go to the ones built here."""
-        from llmkit.client import LLMClient
-
+    def build(cls, specs: Sequence[Any] | None, make: MakeTarget, target_type: type[Any]) -> Fallbacks:
+        """Fallback clients for ``specs``: instances of ``target_type`` as given, the rest built
+        with ``make(**arguments)``."""
         if not specs:
             return cls()
-        if isinstance(specs, (str, LLMClient)) or (isinstance(specs, tuple) and isinstance(specs[0], str)):
+        if isinstance(specs, (str, target_type)) or (isinstance(specs, tuple) and isinstance(specs[0], str)):
             raise ConfigurationError(
                 "fallbacks must be a list: fallbacks=[('anthropic', 'claude-3-5-haiku-latest'), ...]."
             )
-        clients: list[LLMClient] = []
-        owned: list[LLMClient] = []
+        clients: list[FallbackTarget] = []
+        owned: list[FallbackTarget] = []
         try:
             for index, spec in enumerate(specs):
-                if isinstance(spec, LLMClient):
-                    clients.append(spec)
+                if isinstance(spec, target_type):
+                    clients.append(cast(FallbackTarget, spec))
                     continue
-                client = LLMClient(**_arguments(spec, index), settings=settings, **common)
+                client = make(**_arguments(spec, index))
                 clients.append(client)
                 owned.append(client)
         except BaseException:
@@ -138,7 +154,7 @@ class Fallbacks:
     def _fall_back(self, request: Request, error: LLMError) -> Response:
         for index, client in enumerate(self.clients, start=1):
             try:
-                client._adapter.check_request(request)
+                client._check(request)
             except InvalidRequestError as refusal:
                 logger.warning("fallback %d (%s) skipped: %s", index, client.provider, refusal.message)
                 continue

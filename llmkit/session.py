@@ -18,7 +18,7 @@ code runs unchanged; adding a message does no I/O, so it works at once either
 way.
 
 Trimming: with ``max_tokens_budget`` every change trims the oldest turns until
-the estimated input tokens (:func:`llmkit.tokens.estimate_input_tokens`) fit;
+the estimated input tokens (:func:`llmkit.engine.estimate.estimate_input_tokens`) fit;
 :meth:`Session.trim` does the same on demand. A turn is a user message and the
 replies after it, dropped together so that the conversation still opens with
 a user message. The system prompt always stays, and so does the newest turn
@@ -43,9 +43,9 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from llmkit.engine.estimate import PER_REQUEST_OVERHEAD, estimate_input_tokens
 from llmkit.errors import ConfigurationError, InvalidRequestError
 from llmkit.request import Request, message_text
-from llmkit.tokens import PER_REQUEST_OVERHEAD, estimate_input_tokens
 from llmkit.types import Message, MessageRole, Response, normalize_messages
 
 __all__ = ["AddedMessage", "Session", "SessionManager"]

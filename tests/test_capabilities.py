@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from llmkit.config.settings import PROVIDERS
 from llmkit.providers import PROVIDER_NAMES, provider_class
 from llmkit.providers.base import Capabilities
-from llmkit.settings import PROVIDERS
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "providers.md"
 # A cell says yes or no; "best-effort" is a yes with a caveat explained under the table.

@@ -21,7 +21,7 @@ from llmkit import (
     RateLimitError,
     RequestTimeoutError,
 )
-from llmkit.providers.base import fingerprint
+from llmkit.redaction import fingerprint
 from llmkit.testing import FakeLLMServer, Fault
 
 SECRET = "sk-test-SECRETKEY0123456789"

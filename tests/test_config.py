@@ -1,4 +1,4 @@
-"""Unit tests of llmkit.config and llmkit.settings: objects, validation, YAML, environment."""
+"""Unit tests of llmkit.config and llmkit.config.settings: objects, validation, YAML, environment."""
 
 from __future__ import annotations
 
@@ -652,7 +652,7 @@ def test_burst_seconds_range(seconds: float) -> None:
 
 def test_import_does_not_load_yaml_or_pydantic_settings() -> None:
     code = ("import sys, llmkit.config; from llmkit.config import RateLimit; "
-            "print(sorted(m for m in ('yaml', 'pydantic_settings', 'llmkit.settings') "
+            "print(sorted(m for m in ('yaml', 'pydantic_settings', 'llmkit.config.settings') "
             "if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

@@ -46,7 +46,7 @@ def test_every_page_is_in_the_nav() -> None:
 
 def test_configuration_page_names_every_setting() -> None:
     from llmkit.config import LLMConfig, PoolConfig, RateLimit
-    from llmkit.settings import KEY_ENV_VARS, GlobalSettings, ProviderSettings
+    from llmkit.config.settings import KEY_ENV_VARS, GlobalSettings, ProviderSettings
 
     text = (DOCS / "configuration.md").read_text()
     for variables in KEY_ENV_VARS.values():

@@ -30,8 +30,8 @@ from llmkit.errors import (
 from llmkit.providers import canonical_name, provider_class
 from llmkit.providers._gemini_schema import gemini_schema
 from llmkit.providers._sse import SSEEvent, SSEParser
-from llmkit.providers.base import fingerprint
 from llmkit.providers.gemini import GeminiProvider
+from llmkit.redaction import fingerprint
 from llmkit.request import build_request
 from llmkit.testing import FakeLLMServer, Fault
 from llmkit.types import ImagePart, Message, MessageRole, Usage

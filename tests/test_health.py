@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from llmkit.health import KeyHealth
+from llmkit.engine.health import KeyHealth
 
 
 def test_healthy_key_is_ready_now():

@@ -8,9 +8,11 @@ from collections import defaultdict, deque
 
 import pytest
 
-from llmkit.clock import FakeClock
 from llmkit.config import PoolConfig, RateLimit, RetryPolicy
-from llmkit.dispatch import Dispatcher
+from llmkit.engine.clock import FakeClock
+from llmkit.engine.limiter import Cost
+from llmkit.engine.loop import Dispatcher
+from llmkit.engine.pool import KeyPool
 from llmkit.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -19,9 +21,8 @@ from llmkit.errors import (
     ProviderError,
     RateLimitError,
 )
-from llmkit.pool import KeyPool
-from llmkit.providers.base import Provider, ProviderReply, fingerprint
-from llmkit.ratelimit import Cost, ServerLimitState
+from llmkit.providers.base import Provider, ProviderReply, ServerLimitState
+from llmkit.redaction import fingerprint
 from llmkit.request import build_request
 from llmkit.types import Response, Usage
 

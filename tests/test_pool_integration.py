@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from llmkit import AuthenticationError, LLMClient, PoolConfig, RateLimit
-from llmkit.providers.base import fingerprint
+from llmkit.redaction import fingerprint
 from llmkit.testing import FakeLLMServer, Fault, ServerLimits
 
 GOOD = ["sk-test-good-aaaaaaaaaa", "sk-test-good-bbbbbbbbbb"]

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmkit.clock import FakeClock
 from llmkit.config import RateLimit
+from llmkit.engine.clock import FakeClock
+from llmkit.engine.limiter import Cost, KeyLimiter, TokenBucket
 from llmkit.errors import InvalidRequestError
-from llmkit.ratelimit import Cost, KeyLimiter, TokenBucket
 from llmkit.request import build_request
 from llmkit.types import MessageRole, normalize_messages
 

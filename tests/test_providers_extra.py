@@ -12,12 +12,12 @@ import pytest
 
 from llmkit import InvalidRequestError, LLMClient, Message, MessageRole, RateLimit
 from llmkit.config import load_settings
+from llmkit.engine.estimate import estimate_input_tokens
 from llmkit.providers import canonical_name, provider_class
-from llmkit.providers.base import warn_if_insecure
+from llmkit.providers._urls import warn_if_insecure
 from llmkit.request import build_request
 from llmkit.testing import FakeLLMServer, ServerLimits
 from llmkit.testing.fake_server import IMAGE_TOKENS
-from llmkit.tokens import estimate_input_tokens
 from llmkit.types import ImagePart, TextPart
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24

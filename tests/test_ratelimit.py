@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from llmkit.clock import FakeClock
 from llmkit.config import RateLimit
+from llmkit.engine.clock import FakeClock
+from llmkit.engine.limiter import Cost, KeyLimiter, TokenBucket
 from llmkit.errors import CapacityTimeoutError
-from llmkit.ratelimit import Cost, KeyLimiter, ServerLimitState, TokenBucket
+from llmkit.providers.base import ServerLimitState
 
 
 def wait_until(predicate, timeout=5.0):

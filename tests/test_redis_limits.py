@@ -15,7 +15,7 @@ import pytest
 
 from llmkit import LLMClient, PoolExhaustedError, RateLimit
 from llmkit.backends.redis import RedisLimits, SharedLimitsUnavailableError
-from llmkit.ratelimit import Cost
+from llmkit.engine.limiter import Cost
 from llmkit.testing import FakeLLMServer, ServerLimits
 
 KEYS = ["sk-test-REDISKEY-aaaaaaaa", "sk-test-REDISKEY-bbbbbbbb"]
@@ -238,7 +238,7 @@ def test_bad_policy_is_a_configuration_error():
 
 
 def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
-    from llmkit.clock import SystemClock
+    from llmkit.engine.clock import SystemClock
 
     limiter = RedisLimits(redis_db).limiter(
         RateLimit(requests_per_minute=60, burst_seconds=1, send_allowance=0), SystemClock(), "test:key-1"
@@ -250,7 +250,7 @@ def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
 
 
 def test_shared_limiter_extensions_take_from_redis(redis_db):
-    from llmkit.clock import SystemClock
+    from llmkit.engine.clock import SystemClock
 
     def make():
         return RedisLimits(redis_db).limiter(

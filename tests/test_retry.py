@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmkit.config import RetryPolicy
+from llmkit.engine.backoff import backoff_delays, is_retryable, retry_after_wait
 from llmkit.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -19,7 +20,7 @@ from llmkit.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
-from llmkit.retry import backoff_delays, is_retryable, parse_retry_after, retry_after_wait
+from llmkit.providers._headers import parse_retry_after
 
 NOW = 1_700_000_000.0
 

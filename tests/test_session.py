@@ -146,8 +146,8 @@ def test_budget_trims_automatically() -> None:
 
 
 def test_token_estimate_matches_the_request_estimate() -> None:
+    from llmkit.engine.estimate import estimate_input_tokens
     from llmkit.request import build_request
-    from llmkit.tokens import estimate_input_tokens
 
     session = Session("system words here")
     session.add_user("hello there")

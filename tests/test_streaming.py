@@ -13,8 +13,8 @@ import time
 import pytest
 
 from llmkit import AsyncLLMClient, LLMClient, RateLimit, StreamError
-from llmkit.clock import FakeClock
 from llmkit.config import load_settings
+from llmkit.engine.clock import FakeClock
 from llmkit.testing import FakeLLMServer, Fault
 
 PROVIDERS = ["openai", "anthropic"]

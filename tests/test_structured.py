@@ -10,10 +10,11 @@ import pytest
 from pydantic import BaseModel, Field
 
 from llmkit import InvalidRequestError, LLMClient, ProviderError, RateLimit, Response
-from llmkit.clock import FakeClock
 from llmkit.config import load_settings
+from llmkit.engine.clock import FakeClock
 from llmkit.errors import StructuredOutputError
-from llmkit.providers.base import fingerprint
+from llmkit.redaction import fingerprint
+from llmkit.structured.backends import backend_for
 from llmkit.testing import FakeLLMServer, Fault, ToolCallReply
 from llmkit.types import Usage
 
@@ -211,7 +212,7 @@ def test_structured_calls_from_many_threads(server, provider):
     with make(server, provider) as client:
         futures = [client.submit(f"City number {i}", response_model=CityInfo) for i in range(12)]
         cities = [f.result(timeout=30) for f in futures]
-        wrappers = len(client._pool.provider._structured)
+        wrappers = len(backend_for(client._pool.provider)._wrapped)
     assert all(type(city) is CityInfo for city in cities)
     assert len(server.requests) == 12
     assert wrappers == 2  # one instructor wrapper per key's SDK client
@@ -287,11 +288,10 @@ def test_a_mode_the_provider_lacks_is_an_invalid_request(server):
 
 def test_the_instructor_wrapper_is_made_once_per_key_client(server):
     with make(server, "openai", keys=(KEY1,)) as client:
-        provider = client._pool.provider
+        backend = backend_for(client._pool.provider)
         for _ in range(3):
             client.complete("Tell me about Paris", response_model=CityInfo)
-        assert len(provider._structured) == 1
-    assert provider._structured == {}  # closing the client forgets its wrappers
+        assert len(backend._wrapped) == 1
 
 
 @pytest.mark.parametrize("provider", [*PROVIDERS, "google"])
@@ -326,7 +326,7 @@ def test_a_reask_waits_for_room_in_the_keys_requests_per_minute(server, provider
 
 def test_a_failure_to_take_a_reasks_capacity_is_raised_not_swallowed(server, monkeypatch):
     from llmkit.backends.redis import SharedLimitsUnavailableError
-    from llmkit.dispatch import Dispatcher
+    from llmkit.engine.loop import Dispatcher
 
     def down(self, lease, cost):
         raise SharedLimitsUnavailableError("Redis is down and on_unavailable='fail'")

@@ -30,12 +30,13 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.limiter import Cost, KeyLimiter, Reservation
 from llmkit.errors import ConfigurationError, PoolError
-from llmkit.ratelimit import Cost, KeyLimiter, Reservation, ServerLimitState
+from llmkit.providers.base import ServerLimitState
 
 if TYPE_CHECKING:
-    from llmkit.clock import Clock
     from llmkit.config import RateLimit
+    from llmkit.engine.clock import Clock
 
 __all__ = ["RedisLimits", "SharedKeyLimiter", "SharedLimitsUnavailableError"]
 

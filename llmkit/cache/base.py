@@ -77,7 +77,7 @@ def time_source(clock: Any = None) -> TimeSource:
     """Wall-clock seconds for expiry (shared across processes): ``time.time`` by default.
 
     ``clock`` may be a callable returning seconds or an object with ``now()``
-    (such as :class:`llmkit.clock.FakeClock`), so tests control expiry.
+    (such as :class:`llmkit.engine.clock.FakeClock`), so tests control expiry.
     """
     if clock is None:
         return time.time

@@ -28,7 +28,7 @@ def rates_per_key(
     ``records`` are FakeLLMServer request records (``time``, ``key``,
     ``status``); only answered chat requests (status 200) count.
     """
-    from llmkit.providers.base import fingerprint
+    from llmkit.redaction import fingerprint
 
     times: dict[str, list[float]] = defaultdict(list)
     for r in records:

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from llmkit.costs.prices import _PER_TOKEN, PriceTable
 from llmkit.costs.usage import UsageTracker
+from llmkit.engine.estimate import estimate_input_tokens, heuristic_tokens
 from llmkit.errors import BudgetExceededError, ConfigurationError
-from llmkit.tokens import estimate_input_tokens, heuristic_tokens
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:

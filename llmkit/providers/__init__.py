@@ -2,7 +2,7 @@
 
 :func:`provider_class` maps a provider's name (or an alias) to its adapter,
 importing the adapter (and so its SDK) only when asked for. Names and aliases
-have one table, :data:`llmkit.settings.PROVIDER_ALIASES`; this module maps
+have one table, :data:`llmkit.config.settings.PROVIDER_ALIASES`; this module maps
 canonical names to adapters.
 """
 
@@ -33,7 +33,7 @@ def canonical_name(name: str) -> str:
     """The provider's canonical name for a name or alias (case-insensitive)."""
     if not isinstance(name, str):
         raise ConfigurationError(f"provider must be a string such as 'openai', got {name!r}.")
-    from llmkit.settings import normalize_provider  # the one table of names and aliases
+    from llmkit.config.settings import normalize_provider  # the one table of names and aliases
 
     key = normalize_provider(name)
     if key not in _ADAPTERS:

@@ -34,9 +34,9 @@ from typing import Any
 
 from llmkit.errors import AuthenticationError, InvalidRequestError, LLMError, ProviderError
 from llmkit.providers import _gemini_tools as tools
-from llmkit.providers.base import error_for_status, parse_duration
+from llmkit.providers._errors import error_for_status
+from llmkit.providers._headers import MAX_RETRY_AFTER, parse_duration
 from llmkit.request import Request, message_text
-from llmkit.retry import MAX_RETRY_AFTER
 from llmkit.types import ImagePart, Message, MessageRole, Response, ToolCall, Usage
 
 __all__ = ["build_body", "error_from_body", "parse_reply", "reply_text", "usage_of"]

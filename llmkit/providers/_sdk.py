@@ -20,7 +20,7 @@ from llmkit.errors import (
     ProviderError,
     RequestTimeoutError,
 )
-from llmkit.providers.base import error_for_status
+from llmkit.providers._errors import error_for_status
 
 __all__ = ["map_sdk_error"]
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from llmkit.errors import LLMError
 from llmkit.providers import _anthropic_format as fmt
+from llmkit.providers._headers import header_number
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers._tool_stream import ToolCallAssembler
-from llmkit.providers.base import Capabilities, Provider, ProviderReply, StreamDelta, header_number
-from llmkit.ratelimit import ServerLimitState
+from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
 
@@ -50,6 +50,7 @@ class AnthropicProvider(Provider):
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
         rate_limit_headers=True,
     )
+    structured_backend = "llmkit.structured.backends:AnthropicBackend"
 
     def create_client(self, api_key: str) -> Any:
         import anthropic
@@ -104,33 +105,11 @@ class AnthropicProvider(Provider):
             model=field(message, "model"),
             provider=self.name,
             finish_reason=field(message, "stop_reason"),
-            usage=self._usage(field(message, "usage")),
+            usage=self.usage_of(field(message, "usage")),
             request_id=headers.get("request-id"),
             tool_calls=tuple(calls),
             raw=message if raw is None else raw,
         )
-
-    # -- structured outputs (see Provider.structured_client) ------------------------
-
-    def wrap_structured(self, client: Any, mode: Any) -> Any:
-        import instructor
-
-        # No mode: from_anthropic's own default (tool use) in every instructor version;
-        # naming Mode.ANTHROPIC_TOOLS warns as deprecated in instructor >= 1.14.
-        if mode is None:
-            return instructor.from_anthropic(client)
-        return instructor.from_anthropic(client, mode=mode)
-
-    def structured_params(self, request: Request) -> dict[str, Any]:
-        return self.build_params(request)
-
-    def parse_structured(self, completion: Any) -> Response:
-        request_id = getattr(completion, "_request_id", None)
-        return self.parse_message(completion, {"request-id": request_id} if request_id else {})
-
-    def completion_usage(self, completion: Any) -> Usage:
-        usage = getattr(completion, "usage", None)
-        return Usage() if usage is None else self._usage(usage)
 
     def map_error(self, exc: BaseException) -> LLMError:
         import anthropic
@@ -138,7 +117,7 @@ class AnthropicProvider(Provider):
         return map_sdk_error(exc, anthropic, self.name)
 
     @staticmethod
-    def _usage(usage: Any) -> Usage:
+    def usage_of(usage: Any) -> Usage:
         """Anthropic counts cache reads and writes apart from ``input_tokens``; llmkit
         counts every input token in ``input_tokens``, cache reads also in ``cached_input_tokens``."""
         if usage is None:
@@ -192,7 +171,7 @@ class AnthropicProvider(Provider):
                 kind = event.type
                 if kind == "message_start":
                     model = event.message.model
-                    usage = self._usage(event.message.usage)
+                    usage = self.usage_of(event.message.usage)
                     input_tokens, cached = usage.input_tokens, usage.cached_input_tokens
                 elif kind == "content_block_start" and event.content_block.type == "tool_use":
                     calls.add(event.index, event.content_block.id, event.content_block.name)

@@ -1,53 +1,32 @@
-"""The adapter contract: a provider translates, and does nothing else.
+r"""The adapter contract: a provider translates, and does nothing else.
 
-An adapter builds the provider's request from a :class:`~llmkit.request.Request`,
-parses the reply into a :class:`~llmkit.types.Response`, reads the
-rate-limit headers into a :class:`~llmkit.ratelimit.ServerLimitState`, and
-maps the SDK's exceptions into llmkit's error tree. Keys, limits, retries and
-health belong to the pool; nothing outside ``providers/`` branches on a
-provider's name.
+An adapter declares what it is (its name, aliases, key variables, default
+model and base URL, :class:`Capabilities`) and writes the translation: it
+builds the provider's request from a :class:`~llmkit.request.Request`, parses
+the reply into a :class:`~llmkit.types.Response` (and a stream into
+:class:`StreamDelta`\ s), reads the rate-limit headers into a
+:class:`ServerLimitState`, and maps the SDK's exceptions into llmkit's error
+tree. Keys, limits, retries and health belong to the engine; nothing outside
+``providers/`` branches on a provider's name.
+
+Shared helpers live beside this module: ``_errors`` (statuses as errors),
+``_headers`` (numbers, durations, Retry-After), ``_urls`` (the insecure-URL
+warning); fingerprints and redaction are :mod:`llmkit.redaction`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
-import logging
-import re
-import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from llmkit.errors import (
-    AuthenticationError,
-    InvalidRequestError,
-    LLMError,
-    OverloadedError,
-    PermissionDeniedError,
-    ProviderError,
-    RateLimitError,
-    RequestTimeoutError,
-)
-from llmkit.ratelimit import ServerLimitState
+from llmkit.errors import InvalidRequestError, LLMError, ProviderError
+from llmkit.providers._urls import warn_if_insecure
 from llmkit.request import Request
-from llmkit.retry import parse_retry_after
 from llmkit.types import Response, ToolCall, Usage
 
-__all__ = [
-    "Capabilities",
-    "Provider",
-    "ProviderReply",
-    "StreamDelta",
-    "error_for_status",
-    "fingerprint",
-    "redact",
-    "warn_if_insecure",
-]
-
-logger = logging.getLogger(__name__)
-logger.addHandler(logging.NullHandler())
+__all__ = ["Capabilities", "Provider", "ProviderReply", "ServerLimitState", "StreamDelta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,40 +50,27 @@ class Capabilities:
     rate_limit_headers: bool = False
 
 
-_LOCAL_HOSTS = ("localhost", "host.docker.internal")
+@dataclass(frozen=True, slots=True)
+class ServerLimitState:
+    """What a provider's rate-limit headers said about a key (None = not said).
 
-
-def _is_local_host(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in _LOCAL_HOSTS or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
-
-
-def warn_if_insecure(base_url: str | None, provider: str) -> bool:
-    """Log a warning when ``base_url`` is plain ``http://`` to a host that is not this machine.
-
-    Keys and prompts would cross the network unencrypted. Returns whether it warned.
+    ``remaining_*`` is what the server had left when it admitted the call,
+    ``limit_*`` its limit per minute, ``reset_*`` the seconds until the limit is
+    whole again.
     """
-    if not base_url or not base_url.lower().startswith("http://"):
-        return False
-    from urllib.parse import urlsplit
 
-    try:
-        host = urlsplit(base_url).hostname or ""
-    except ValueError:
-        return False
-    if _is_local_host(host):
-        return False
-    logger.warning(
-        "%s base_url %s uses plain http:// to %s: API keys and prompts travel unencrypted; use https://",
-        provider, base_url, host,
-    )
-    return True
+    remaining_requests: float | None = None
+    remaining_input_tokens: float | None = None
+    remaining_output_tokens: float | None = None
+    remaining_tokens: float | None = None
+    limit_requests: float | None = None
+    limit_input_tokens: float | None = None
+    limit_output_tokens: float | None = None
+    limit_tokens: float | None = None
+    reset_requests: float | None = None
+    reset_input_tokens: float | None = None
+    reset_output_tokens: float | None = None
+    reset_tokens: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,71 +96,26 @@ class StreamDelta:
     attempts: int = 0
 
 
-def fingerprint(api_key: str) -> str:
-    """A short, stable, non-reversible id for a key: safe in logs, status and Redis."""
-    return "key-" + hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:8]
-
-
-# Shapes of common API keys; anything matching is masked in error messages.
-_KEY_PATTERN = re.compile(r"\b(?:sk-ant-|sk-|gsk_|AIza)[A-Za-z0-9_\-*.]{6,}")
-
-
-def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """``text`` with the given secrets and anything shaped like an API key masked."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, fingerprint(secret))
-    return _KEY_PATTERN.sub("[redacted]", text)
-
-
-_STATUS_ERRORS: dict[int, type[LLMError]] = {
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    408: RequestTimeoutError,
-    409: ProviderError,
-    429: RateLimitError,
-    529: OverloadedError,
-}
-
-
-def error_for_status(
-    status: int,
-    message: str,
-    *,
-    provider: str,
-    headers: Mapping[str, str] | None = None,
-    request_id: str | None = None,
-) -> LLMError:
-    """The llmkit error for an HTTP status, carrying the server's Retry-After."""
-    cls = _STATUS_ERRORS.get(status)
-    if cls is None:
-        cls = ProviderError if status >= 500 else InvalidRequestError
-    return cls(
-        message,
-        provider=provider,
-        status_code=status,
-        request_id=request_id,
-        retry_after=parse_retry_after(headers),
-    )
-
-
 class Provider(ABC):
     """One provider's translation layer. One instance per client; one SDK client per key."""
 
     name: ClassVar[str]
+    """The canonical provider name (``"openai"``): settings, status and errors use it."""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Other names users may give for it (``"claude"``, ``"ollama"``), lower case."""
+    key_env_vars: ClassVar[tuple[str, ...]] = ()
+    """Environment variables holding its keys, most specific first (``*_API_KEYS`` first)."""
     default_model: ClassVar[str]
     requires_key: ClassVar[bool] = True
     default_base_url: ClassVar[str | None] = None
     capabilities: ClassVar[Capabilities] = Capabilities()
+    structured_backend: ClassVar[str | None] = None
+    """``"module:Class"`` of its structured-output backend (:mod:`llmkit.structured`); None: none."""
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url
         self.timeout = timeout
         warn_if_insecure(self.base_url, self.name)
-        # instructor wrappers of SDK clients, by (id(client), mode); each entry
-        # holds its client, so the id stays unique until close_client drops it.
-        self._structured: dict[tuple[int, Any], tuple[Any, Any]] = {}
-        self._structured_lock = threading.Lock()
 
     @abstractmethod
     def create_client(self, api_key: str) -> Any:
@@ -218,46 +139,10 @@ class Provider(ABC):
         return None
 
     def close_client(self, client: Any) -> None:
-        """Release the client's connections (and forget its instructor wrappers)."""
-        with self._structured_lock:
-            for key in [k for k, (c, _) in self._structured.items() if c is client]:
-                del self._structured[key]
+        """Release the client's connections."""
         close = getattr(client, "close", None)
         if close is not None:
             close()
-
-    # -- structured outputs (instructor; driven by llmkit.structured) ---------------
-
-    def structured_client(self, client: Any, mode: Any = None) -> Any:
-        """instructor's wrapper of ``client`` for ``mode``: made once, then reused (thread-safe)."""
-        key = (id(client), mode)
-        with self._structured_lock:
-            entry = self._structured.get(key)
-            if entry is None:
-                entry = (client, self.wrap_structured(client, mode))
-                self._structured[key] = entry
-        return entry[1]
-
-    def wrap_structured(self, client: Any, mode: Any) -> Any:
-        """Wrap an SDK client for structured outputs (``mode=None``: instructor's default).
-
-        The result needs instructor's ``create_with_completion(response_model=,
-        max_retries=, hooks=, **params) -> (model, completion)``; an adapter
-        without an instructor integration may return its own object with it.
-        """
-        raise InvalidRequestError(f"{self.name} does not support response_model= in llmkit yet.")
-
-    def structured_params(self, request: Request) -> dict[str, Any]:
-        """The SDK call's parameters for instructor (it adds the tool or schema itself)."""
-        raise InvalidRequestError(f"{self.name} does not support response_model= in llmkit yet.")
-
-    def parse_structured(self, completion: Any) -> Response:
-        """The raw completion instructor hands back, parsed (no headers: the SDK object's id)."""
-        raise NotImplementedError
-
-    def completion_usage(self, completion: Any) -> Usage:
-        """The usage of one raw completion (zero when it has none). Must not raise."""
-        return Usage()
 
     def map_error(self, exc: BaseException) -> LLMError:
         """The llmkit error for an exception the SDK raised outside :meth:`complete`."""
@@ -301,27 +186,3 @@ def _has_images(request: Request) -> bool:
         for part in message.content
     )
 
-
-def header_number(headers: Mapping[str, str], name: str) -> float | None:
-    """A numeric header, or None when absent or not a number."""
-    value = headers.get(name)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Seconds in a Go-style duration as OpenAI sends it ("1s", "6m0s", "20ms")."""
-    if not text:
-        return None
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        return None
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)

@@ -12,7 +12,7 @@ The key travels only in the ``x-goog-api-key`` header, never in the URL, so it
 cannot leak into logs or error messages that quote URLs. How requests and
 replies are translated is in :mod:`llmkit.providers._gemini_wire` (function
 calling in :mod:`llmkit.providers._gemini_tools`); structured
-outputs use Gemini's own JSON-schema mode (:mod:`llmkit.providers._gemini_structured`).
+outputs use Gemini's own JSON-schema mode (:mod:`llmkit.structured.gemini`).
 Gemini sends no rate-limit headers, so :meth:`GeminiProvider.limit_state` is None.
 """
 
@@ -35,8 +35,7 @@ from llmkit.errors import (
 )
 from llmkit.providers import _gemini_wire as wire
 from llmkit.providers._sse import SSEParser
-from llmkit.providers.base import Capabilities, Provider, ProviderReply, StreamDelta
-from llmkit.ratelimit import ServerLimitState
+from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
 from llmkit.types import Response, Usage
 
@@ -81,6 +80,7 @@ class GeminiProvider(Provider):
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
         token_counting=True,
     )
+    structured_backend = "llmkit.structured.gemini:GeminiBackend"
 
     def create_client(self, api_key: str) -> Any:
         import requests
@@ -227,24 +227,9 @@ class GeminiProvider(Provider):
             raise NetworkError("The Gemini stream ended before its finishReason", provider=self.name)
         yield StreamDelta(usage=state.usage, finish_reason=state.finish, model=state.model)
 
-    # -- structured outputs (Gemini's JSON-schema mode; see Provider.structured_client) --
-
-    def wrap_structured(self, client: Any, mode: Any) -> Any:
-        from llmkit.providers._gemini_structured import GeminiStructured, check_mode
-
-        check_mode(mode)
-        return GeminiStructured(self, client)
-
-    def structured_params(self, request: Request) -> dict[str, Any]:
-        from llmkit.providers._gemini_structured import structured_body
-
-        return {"request": request, "body": structured_body(request, self.build_body(request))}
-
-    def parse_structured(self, completion: Any) -> Response:
-        return self.parse_reply(completion)
-
-    def completion_usage(self, completion: Any) -> Usage:
-        data = getattr(completion, "data", None)
+    def usage_of(self, reply: Any) -> Usage:
+        """The usage of one raw reply (zero when it has none). Never raises."""
+        data = getattr(reply, "data", None)
         return wire.usage_of(data.get("usageMetadata") if isinstance(data, Mapping) else None)
 
 

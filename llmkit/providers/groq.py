@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from llmkit.providers.base import Capabilities, header_number, parse_duration
+from llmkit.providers._headers import header_number, parse_duration
+from llmkit.providers.base import Capabilities, ServerLimitState
 from llmkit.providers.openai import OpenAIProvider
-from llmkit.ratelimit import ServerLimitState
 
 __all__ = ["GroqProvider"]
 

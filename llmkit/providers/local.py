@@ -1,7 +1,7 @@
 """Local model servers that speak OpenAI's chat completions: Ollama, vLLM, llama.cpp, LM Studio.
 
 The provider is ``local`` (aliases ``ollama``, ``vllm``, ``llamacpp``,
-``llama.cpp``, ``lmstudio``: the table is :data:`llmkit.settings.PROVIDER_ALIASES`).
+``llama.cpp``, ``lmstudio``: the table is :data:`llmkit.config.settings.PROVIDER_ALIASES`).
 No API key is needed (a placeholder is sent); rate limits are optional and
 these servers send no rate-limit headers. The default base URL is Ollama's;
 point ``base_url=`` at the others (vLLM ``http://localhost:8000/v1``,

@@ -6,19 +6,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llmkit.errors import LLMError
+from llmkit.providers._headers import header_number, parse_duration
 from llmkit.providers._openai_format import message_dict, system_prompt, tool_params
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers._tool_stream import ToolCallAssembler, parse_arguments
-from llmkit.providers.base import (
-    Capabilities,
-    Provider,
-    ProviderReply,
-    StreamDelta,
-    header_number,
-    parse_duration,
-)
-from llmkit.ratelimit import ServerLimitState
+from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
 
@@ -34,6 +27,7 @@ class OpenAIProvider(Provider):
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
         rate_limit_headers=True,
     )
+    structured_backend = "llmkit.structured.backends:OpenAIBackend"
 
     def create_client(self, api_key: str) -> Any:
         import openai
@@ -83,31 +77,11 @@ class OpenAIProvider(Provider):
             model=field(completion, "model"),
             provider=self.name,
             finish_reason=field(choice, "finish_reason"),
-            usage=self._usage(field(completion, "usage")),
+            usage=self.usage_of(field(completion, "usage")),
             request_id=headers.get("x-request-id"),
             tool_calls=tuple(_tool_call(c) for c in (field(message, "tool_calls") or ())),
             raw=completion if raw is None else raw,
         )
-
-    # -- structured outputs (see Provider.structured_client) ------------------------
-
-    def wrap_structured(self, client: Any, mode: Any) -> Any:
-        import instructor
-
-        # No mode: from_openai's own default (tool calling) in every instructor version.
-        if mode is None:
-            return instructor.from_openai(client)
-        return instructor.from_openai(client, mode=mode)
-
-    def structured_params(self, request: Request) -> dict[str, Any]:
-        return self.build_params(request)
-
-    def parse_structured(self, completion: Any) -> Response:
-        request_id = getattr(completion, "_request_id", None)
-        return self.parse_completion(completion, {"x-request-id": request_id} if request_id else {})
-
-    def completion_usage(self, completion: Any) -> Usage:
-        return self._usage(getattr(completion, "usage", None))
 
     def map_error(self, exc: BaseException) -> LLMError:
         import openai
@@ -115,7 +89,8 @@ class OpenAIProvider(Provider):
         return map_sdk_error(exc, openai, self.name)
 
     @staticmethod
-    def _usage(usage: Any) -> Usage:
+    def usage_of(usage: Any) -> Usage:
+        """llmkit's Usage of an OpenAI ``usage`` object or dict (zero when None)."""
         if usage is None:
             return Usage()
         details = field(usage, "prompt_tokens_details")
@@ -159,7 +134,7 @@ class OpenAIProvider(Provider):
         try:
             with stream:
                 for chunk in stream:
-                    usage = self._usage(chunk.usage) if chunk.usage is not None else None
+                    usage = self.usage_of(chunk.usage) if chunk.usage is not None else None
                     text, finish = "", None
                     if chunk.choices:
                         choice = chunk.choices[0]

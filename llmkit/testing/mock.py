@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
+from llmkit.engine.estimate import estimate_input_tokens, heuristic_tokens
 from llmkit.errors import LLMError, PoolClosedError
 from llmkit.request import Request, build_request
-from llmkit.tokens import estimate_input_tokens, heuristic_tokens
 from llmkit.types import MessagesInput, Response, ToolCall, Usage
 
 __all__ = ["MockLLMClient"]

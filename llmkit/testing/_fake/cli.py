@@ -61,7 +61,7 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..fake_server import FakeLLMServer
+    from .server import FakeLLMServer
 
     args = _parser().parse_args(argv)
     stop = threading.Event()

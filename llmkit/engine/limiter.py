@@ -24,8 +24,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from llmkit.clock import Clock, SystemClock
+from llmkit.engine.clock import Clock, SystemClock
 from llmkit.errors import CapacityTimeoutError
+from llmkit.providers.base import ServerLimitState
 
 if TYPE_CHECKING:
     from llmkit.config import RateLimit
@@ -196,20 +197,6 @@ class Reservation:
 
     cost: Cost
     finished: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimitState:
-    """What a provider's rate-limit headers said about a key (None = not said)."""
-
-    remaining_requests: float | None = None
-    remaining_input_tokens: float | None = None
-    remaining_output_tokens: float | None = None
-    remaining_tokens: float | None = None
-    limit_requests: float | None = None
-    limit_tokens: float | None = None
-    reset_requests: float | None = None
-    reset_tokens: float | None = None
 
 
 class KeyLimiter:

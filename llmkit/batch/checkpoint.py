@@ -25,10 +25,8 @@ line torn by the kill is ignored and cut off by the next run.
 ``run.shard-0-of-3.jsonl``); :func:`merge_checkpoints` reads the shards'
 files back into one result.
 
-Running the batch is :mod:`llmkit.batch`, which imports this module; the
-result types (:class:`~llmkit.batch_result.BatchResult`,
-:class:`~llmkit.batch_result.ItemError`) live in :mod:`llmkit.batch_result`,
-which imports neither module, so they are imported here at load time.
+The runner (:mod:`llmkit.batch.runner`) writes and reads it; it knows items
+(:mod:`llmkit.batch.items`) and results (:mod:`llmkit.batch.result`), not the runner.
 """
 
 from __future__ import annotations
@@ -40,14 +38,12 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from llmkit.batch_result import BatchResult, ItemError
+from llmkit.batch.items import _Item, plain_json
+from llmkit.batch.result import BatchResult, ItemError
 from llmkit.errors import LLMError
-from llmkit.types import Message, Response, ToolCall, Usage
-
-if TYPE_CHECKING:
-    from llmkit.batch import _Item
+from llmkit.types import Response, ToolCall, Usage
 
 __all__ = [
     "CheckpointError",
@@ -74,17 +70,6 @@ class CheckpointMismatchError(CheckpointError):
 # -- record encoding ---------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    """JSON for what ``json`` cannot encode; also hashes an item's input (``_Item.digest``)."""
-    if isinstance(value, Message):
-        return value.to_dict()
-    if isinstance(value, type):  # e.g. a pydantic model class
-        return f"{value.__module__}.{value.__qualname__}"
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return repr(value)
-
-
 def _ok_record(item: _Item, digest: str, response: Response, parsed: Any) -> dict[str, Any]:
     return {
         "id": item.id,
@@ -102,7 +87,7 @@ def _ok_record(item: _Item, digest: str, response: Response, parsed: Any) -> dic
         "latency": round(response.latency, 4),
         "attempts": response.attempts,
         "tool_calls": [call.to_dict() for call in response.tool_calls],
-        "parsed": None if parsed is None else json.loads(json.dumps(parsed, default=_plain)),
+        "parsed": None if parsed is None else json.loads(json.dumps(parsed, default=plain_json)),
         "time": round(time.time(), 3),
     }
 
@@ -230,7 +215,8 @@ class _CheckpointFile:
         os.fsync(self._fd)
 
     def append(self, record: dict[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_plain) + "\n").encode()
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=plain_json)
+        data = (line + "\n").encode()
         with self._lock:
             while data:
                 data = data[os.write(self._fd, data) :]

@@ -13,7 +13,7 @@ of them would take hundreds of MB).
 **Checkpoint.** ``checkpoint="run.jsonl"`` records each finished item as it
 finishes, so a rerun with the same file skips what succeeded and a kill loses
 at most the ``concurrency`` answers in flight; the file, its records and its
-guarantees are :mod:`llmkit.checkpoint`.
+guarantees are :mod:`llmkit.batch.checkpoint`.
 
 **Ctrl-C.** No new item starts, queued ones are cancelled, the items in
 flight finish and are recorded (a second Ctrl-C abandons them: they are
@@ -32,126 +32,45 @@ waits for the items in flight (recording them) and raises that error.
 :class:`~llmkit.errors.PoolClosedError` always ends the batch.
 
 **Shards.** ``shard=(index, count)`` keeps the items whose id's sha256 falls
-in that shard (:func:`shard_of`, the same on every machine), with its own
-checkpoint file (:func:`~llmkit.checkpoint.checkpoint_path`:
-``run.shard-0-of-3.jsonl``). :func:`~llmkit.checkpoint.merge_checkpoints`
+in that shard (:func:`~llmkit.batch.items.shard_of`, the same on every machine), with its own
+checkpoint file (:func:`~llmkit.batch.checkpoint.checkpoint_path`:
+``run.shard-0-of-3.jsonl``). :func:`~llmkit.batch.checkpoint.merge_checkpoints`
 reads the shards' files back into one result.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from llmkit._batch_progress import _Progress, _sigint_to_flag
-from llmkit.batch_result import BatchInterrupted, BatchResult, ItemError
-from llmkit.checkpoint import (
-    CheckpointError,
-    CheckpointMismatchError,
+from llmkit.batch.checkpoint import (
     _check_inputs,
     _CheckpointFile,
     _error_record,
     _loaded,
     _ok_record,
-    _plain,
     checkpoint_path,
-    merge_checkpoints,
 )
+from llmkit.batch.items import _Item, _plan
+from llmkit.batch.progress import _Progress, _sigint_to_flag
+from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
 from llmkit.errors import CapacityTimeoutError, InvalidRequestError, LLMError, PoolClosedError
-from llmkit.types import Message, Response
+from llmkit.types import Response
 
-if TYPE_CHECKING:
-    from llmkit.client import LLMClient
-
-# BatchInterrupted, BatchResult and ItemError live in llmkit.batch_result; CheckpointError,
-# CheckpointMismatchError, checkpoint_path and merge_checkpoints in llmkit.checkpoint. They
-# stay importable from here, where they were first.
-
-__all__ = [
-    "BatchInterrupted",
-    "BatchResult",
-    "CheckpointError",
-    "CheckpointMismatchError",
-    "ItemError",
-    "checkpoint_path",
-    "merge_checkpoints",
-    "run_batch",
-    "shard_of",
-]
+__all__ = ["Submit", "run_batch"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 _POLL = 0.2  # seconds between checks for Ctrl-C while waiting for answers
 _CAPACITY_REQUEUES = 10  # times an item that timed out waiting for a key goes back in the queue
-
-
-# -- items ---------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Item:
-    index: int  # position in the input
-    id: Any
-    messages: Any
-    kwargs: dict[str, Any]
-    pos: int = 0  # position in this batch's result (differs from index under sharding)
-
-    @property
-    def key(self) -> str:
-        return str(self.id)
-
-    def digest(self) -> str:
-        text = json.dumps([self.messages, self.kwargs], sort_keys=True, default=_plain, ensure_ascii=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _parse_item(index: int, raw: Any) -> _Item:
-    if isinstance(raw, Mapping) and ("messages" in raw or "prompt" in raw):
-        data = dict(raw)
-        if "messages" in data and "prompt" in data:
-            raise InvalidRequestError(f"Item {index} has both 'messages' and 'prompt': give one.")
-        item_id = data.pop("id", index)
-        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool):
-            raise InvalidRequestError(f"Item {index} has id {item_id!r}: ids are strings or integers.")
-        messages = data.pop("messages") if "messages" in data else data.pop("prompt")
-        return _Item(index, item_id, _materialize(messages), data)
-    return _Item(index, index, _materialize(raw), {})
-
-
-def _materialize(messages: Any) -> Any:
-    if isinstance(messages, (str, Message, Mapping)) or messages is None:
-        return messages
-    return list(messages)  # a generator would be used up by hashing
-
-
-def shard_of(item_id: Any, count: int) -> int:
-    """The shard (0..count-1) of an item id: sha256 based, the same on every machine."""
-    return int(hashlib.sha256(str(item_id).encode()).hexdigest()[:16], 16) % count
-
-
-def _plan(items: Iterable[Any], shard: tuple[int, int] | None) -> list[_Item]:
-    plan = [_parse_item(i, raw) for i, raw in enumerate(items)]
-    seen: set[str] = set()
-    for item in plan:
-        if item.key in seen:
-            raise InvalidRequestError(f"Two items have id {item.id!r}: ids must be unique.")
-        seen.add(item.key)
-    if shard is not None:
-        index, count = shard
-        plan = [item for item in plan if shard_of(item.id, count) == index]
-    for pos, item in enumerate(plan):
-        item.pos = pos
-    return plan
 
 
 # -- running ----------------------------------------------------------------------------
@@ -333,11 +252,6 @@ def _check_options(on_error: str, fsync: str, concurrency: int | None, shard: tu
             raise InvalidRequestError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}.")
 
 
-def _default_concurrency(client: LLMClient) -> int:
-    executor = client._pool.executor()
-    return int(getattr(executor, "_max_workers", 0) or 8)
-
-
 def _resume(runner: _Runner, plan: list[_Item], store: _CheckpointFile) -> None:
     """Check the checkpoint belongs to ``plan`` and load its finished items into ``runner``."""
     records, end, size = store.open()
@@ -353,8 +267,14 @@ def _resume(runner: _Runner, plan: list[_Item], store: _CheckpointFile) -> None:
         runner.skipped += 1
 
 
+class Submit(Protocol):
+    """What a batch runs on: start one call, get a Future (``LLMClient.submit`` is one)."""
+
+    def __call__(self, messages: Any, **kwargs: Any) -> Future[Any]: ...
+
+
 def run_batch(
-    client: LLMClient,
+    submit: Submit,
     items: Iterable[Any],
     *,
     response_model: Any = None,
@@ -367,12 +287,12 @@ def run_batch(
     fsync: str = "line",
     **complete_kwargs: Any,
 ) -> BatchResult:
-    """Run ``items`` through ``client``; see :meth:`LLMClient.batch`."""
+    """Run ``items`` through ``submit``, at most ``concurrency`` at a time; see :meth:`LLMClient.batch`."""
     _check_options(on_error, fsync, concurrency, shard)
     plan = _plan(items, shard)
-    concurrency = concurrency or _default_concurrency(client)
+    concurrency = concurrency or 8
     options = _Options(response_model, on_error, retry_failed, concurrency, complete_kwargs)
-    runner = _Runner(client.submit, plan, options)
+    runner = _Runner(submit, plan, options)
     store = None if checkpoint is None else _CheckpointFile(checkpoint_path(checkpoint, shard), fsync)
     try:
         if store is not None:

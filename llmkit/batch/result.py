@@ -1,7 +1,7 @@
 """What ``client.batch`` returns: :class:`BatchResult`, :class:`ItemError` and :class:`BatchInterrupted`.
 
 Defined here, apart from :mod:`llmkit.batch` which runs batches, so that
-:mod:`llmkit.checkpoint` can build results without importing the runner; all
+:mod:`llmkit.batch.checkpoint` can build results without importing the runner; all
 three stay importable from :mod:`llmkit.batch`.
 """
 

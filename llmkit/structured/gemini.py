@@ -1,6 +1,6 @@
 """Structured outputs for Gemini without instructor: its native JSON-schema mode, and re-asks.
 
-:func:`llmkit.structured.run_structured` drives every provider through the
+:func:`llmkit.structured.run.run_structured` drives every provider through the
 same seam, instructor's ``create_with_completion(response_model=, max_retries=,
 hooks=, **params) -> (model, completion)``. :class:`GeminiStructured` is that
 seam for Gemini:
@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING, Any
 from llmkit.errors import InvalidRequestError
 from llmkit.providers._gemini_schema import gemini_schema
 from llmkit.request import Request
-from llmkit.structured import check_response_model
+from llmkit.structured.backends import StructuredBackend
+from llmkit.structured.models import check_response_model
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
     from llmkit.providers.gemini import GeminiProvider, GeminiReply
+    from llmkit.types import Response, Usage
 
-__all__ = ["GeminiStructured", "check_mode", "reask_text", "structured_body"]
+__all__ = ["GeminiBackend", "GeminiStructured", "check_mode", "reask_text", "structured_body"]
 
 # instructor modes that mean "JSON matching the schema", which is what Gemini does natively.
 _JSON_MODES = frozenset({"json_mode", "json_schema_mode", "gemini_json", "genai_json",
@@ -124,3 +126,22 @@ class GeminiStructured:
             ]
         assert last_error is not None
         raise last_error
+
+
+class GeminiBackend(StructuredBackend):
+    """The structured backend of :class:`~llmkit.providers.gemini.GeminiProvider`."""
+
+    provider: GeminiProvider
+
+    def wrap(self, client: Any, mode: Any) -> Any:
+        check_mode(mode)
+        return GeminiStructured(self.provider, client)
+
+    def params(self, request: Request) -> dict[str, Any]:
+        return {"request": request, "body": structured_body(request, self.provider.build_body(request))}
+
+    def parse(self, completion: Any) -> Response:
+        return self.provider.parse_reply(completion)
+
+    def usage(self, completion: Any) -> Usage:
+        return self.provider.usage_of(completion)

@@ -6,9 +6,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from llmkit.health import KeyHealth
-from llmkit.providers.base import Provider, fingerprint
-from llmkit.ratelimit import KeyLimiter, Reservation
+from llmkit.engine.health import KeyHealth
+from llmkit.engine.limiter import KeyLimiter, Reservation
+from llmkit.providers.base import Provider
+from llmkit.redaction import fingerprint
 
 __all__ = ["KeySlot", "Lease"]
 

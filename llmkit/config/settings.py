@@ -6,7 +6,7 @@
   (:data:`KEY_ENV_VARS`, the one table of them), :func:`missing_key_message`;
 * :func:`load_settings`, which reads the file and the environment.
 
-:mod:`llmkit.config` re-exports every public name here.
+:mod:`llmkit.config` re-exports every public name here (on first access).
 
 Precedence, lowest first: the library's defaults, the YAML file, the
 environment. The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else none.
@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from llmkit.config import (
+from llmkit.config.models import (
     ConfigModel,
     LLMConfig,
     PoolConfig,

@@ -5,7 +5,7 @@ soonest, then the one with fewest requests in flight, then round robin; while
 no key can, it blocks in FIFO order (up to ``acquire_timeout``). ``release``
 reconciles the reservation with the real usage and the provider's rate-limit
 headers, and records the outcome in the key's health. The retry loop that
-drives both lives in :mod:`llmkit.dispatch`.
+drives both lives in :mod:`llmkit.engine.loop`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from collections.abc import Sequence
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from llmkit.clock import Clock, SystemClock
+from llmkit.engine.clock import Clock, SystemClock
+from llmkit.engine.health import KeyHealth
+from llmkit.engine.limiter import Cost, KeyLimiter, SharedLimits
+from llmkit.engine.slot import KeySlot, Lease
 from llmkit.errors import (
     AuthenticationError,
     LLMError,
@@ -31,10 +34,8 @@ from llmkit.errors import (
     PoolExhaustedError,
     RateLimitError,
 )
-from llmkit.health import KeyHealth
-from llmkit.keyslot import KeySlot, Lease
-from llmkit.providers.base import Provider, fingerprint
-from llmkit.ratelimit import Cost, KeyLimiter, ServerLimitState, SharedLimits
+from llmkit.providers.base import Provider, ServerLimitState
+from llmkit.redaction import fingerprint
 from llmkit.types import Usage
 
 if TYPE_CHECKING:

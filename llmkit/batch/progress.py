@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from llmkit.batch_result import ItemError
+from llmkit.batch.result import ItemError
 from llmkit.types import Response
 
 

@@ -1,4 +1,4 @@
-"""What is worth retrying, how long to wait, and what the server asked us to wait.
+"""What is worth retrying and how long to wait (Retry-After is read in ``providers._headers``).
 
 The delays come from ``backoff``'s wait generators (exponential, capped) and
 its full jitter. A server's Retry-After is a floor, never shortened by jitter:
@@ -7,11 +7,8 @@ its full jitter. A server's Retry-After is a floor, never shortened by jitter:
 
 from __future__ import annotations
 
-import email.utils
-import math
 import random
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import LLMError
@@ -22,69 +19,13 @@ if TYPE_CHECKING:
 __all__ = [
     "backoff_delays",
     "is_retryable",
-    "parse_retry_after",
     "retry_after_wait",
 ]
 
-# Retry-After values beyond this are treated as this: a key is cooled down,
-# not abandoned for a day because of a confused proxy.
-MAX_RETRY_AFTER = 600.0
 # Jitter added on top of a server's Retry-After: at most this fraction of it,
 # and never more than RETRY_AFTER_JITTER_CAP seconds.
 RETRY_AFTER_JITTER = 0.1
 RETRY_AFTER_JITTER_CAP = 1.0
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        value = headers.get(name.title())
-    return value
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait, or None if it did not say (or said garbage).
-
-    Reads ``retry-after-ms`` (milliseconds, OpenAI) first, then ``retry-after``
-    as seconds or as an HTTP date (RFC 9110). ``now`` is the wall-clock time
-    (``time.time()``) used for dates. The result is clamped to 0..600 s.
-    """
-    if not headers:
-        return None
-    raw_ms = _header(headers, "retry-after-ms")
-    if raw_ms is not None:
-        seconds = _parse_seconds(raw_ms)
-        if seconds is not None:
-            return _clamp(seconds / 1000.0)
-    raw = _header(headers, "retry-after")
-    if raw is None:
-        return None
-    seconds = _parse_seconds(raw)
-    if seconds is None:
-        seconds = _parse_http_date(raw, time.time() if now is None else now)
-    return None if seconds is None else _clamp(seconds)
-
-
-def _parse_seconds(raw: str) -> float | None:
-    try:
-        value = float(raw.strip())
-    except (ValueError, AttributeError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _parse_http_date(raw: str, now: float) -> float | None:
-    try:
-        parsed = email.utils.parsedate_to_datetime(raw.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed is None or parsed.tzinfo is None:
-        return None
-    return parsed.timestamp() - now
-
-
-def _clamp(seconds: float) -> float:
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def retry_after_wait(retry_after: float, rng: random.Random | None = None) -> float:

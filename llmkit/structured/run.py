@@ -25,8 +25,8 @@ pool leases, inside the dispatcher's retry loop. Who does what:
   raised with the last validation errors. It is not retried.
 
 Provider specifics (which ``instructor.from_*``, the SDK parameters, parsing
-the raw completion, mapping SDK errors) live in the adapters: see
-:meth:`llmkit.providers.base.Provider.structured_client`.
+the raw completion) live in the backends the adapters name
+(:mod:`llmkit.structured.backends`, :mod:`llmkit.structured.gemini`).
 """
 
 from __future__ import annotations
@@ -37,17 +37,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.limiter import Cost
 from llmkit.errors import InvalidRequestError, StructuredOutputError
-from llmkit.providers.base import Provider, ProviderReply
-from llmkit.ratelimit import Cost
+from llmkit.providers.base import ProviderReply
+from llmkit.structured.backends import StructuredBackend, backend_for
+from llmkit.structured.models import check_max_reasks, check_response_model, instructor_mode
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
-    from llmkit.dispatch import Dispatcher
-    from llmkit.pool import Lease
+    from llmkit.engine.loop import Dispatcher
+    from llmkit.engine.pool import Lease
     from llmkit.request import Request
 
-__all__ = ["DEFAULT_MAX_REASKS", "check_response_model", "run_structured"]
+__all__ = ["DEFAULT_MAX_REASKS", "run_structured"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -70,59 +72,16 @@ def run_structured(dispatcher: Dispatcher, request: Request) -> Response:
     """
     model = check_response_model(request.response_model)
     extra = dict(request.extra)
-    max_reasks = _check_max_reasks(extra.pop("max_reasks", DEFAULT_MAX_REASKS))
-    mode = _instructor_mode(extra.pop("instructor_mode", None))
+    max_reasks = check_max_reasks(extra.pop("max_reasks", DEFAULT_MAX_REASKS))
+    mode = instructor_mode(extra.pop("instructor_mode", None))
     request = request.with_changes(extra=extra)
-    provider = dispatcher.pool.provider
-    provider.structured_params(request)  # a provider without structured outputs says so now
-    call = _StructuredCall(dispatcher, model, max_reasks, mode)
+    backend = backend_for(dispatcher.pool.provider)  # a provider without structured outputs says so now
+    backend.params(request)
+    call = _StructuredCall(dispatcher, backend, model, max_reasks, mode)
     response = dispatcher.execute(request, send=call.send, on_lease=call.use_lease)
     if call.failure is not None:
         raise call.error(response) from call.failure
     return response
-
-
-def check_response_model(response_model: Any) -> type[Any]:
-    """``response_model`` if it is a pydantic model class, else InvalidRequestError."""
-    from pydantic import BaseModel
-
-    if isinstance(response_model, type) and issubclass(response_model, BaseModel):
-        return response_model
-    if isinstance(response_model, BaseModel):
-        hint = f"pass the class {type(response_model).__name__}, not an instance of it"
-    else:
-        hint = "define one with `class Answer(pydantic.BaseModel): ...` and pass the class"
-    raise InvalidRequestError(
-        f"response_model must be a pydantic model class, got {response_model!r}: {hint}."
-    )
-
-
-def _check_max_reasks(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidRequestError(f"max_reasks must be a whole number >= 0, got {value!r}.")
-    return value
-
-
-def _instructor_mode(value: Any) -> Any:
-    """``instructor.Mode`` for ``instructor_mode=`` (a Mode, its value or its name); None stays None."""
-    if value is None:
-        return None
-    from instructor import Mode
-
-    if isinstance(value, Mode):
-        return value
-    if isinstance(value, str):
-        for candidate in (value, value.lower()):
-            try:
-                return Mode(candidate)
-            except ValueError:
-                pass
-        if value.upper() in Mode.__members__:
-            return Mode[value.upper()]
-    raise InvalidRequestError(
-        f"instructor_mode must be an instructor.Mode (or its value, e.g. 'tool_call', 'json_mode'), "
-        f"got {value!r}."
-    )
 
 
 class _ReplyLog:
@@ -132,8 +91,8 @@ class _ReplyLog:
     threads needs no locking.
     """
 
-    def __init__(self, provider: Provider, before_reask: Callable[[_ReplyLog], None]) -> None:
-        self.provider = provider
+    def __init__(self, backend: StructuredBackend, before_reask: Callable[[_ReplyLog], None]) -> None:
+        self.backend = backend
         self.before_reask = before_reask
         self.usage = Usage()
         self.requests = 0
@@ -156,7 +115,7 @@ class _ReplyLog:
             self.before_reask(self)
 
     def on_reply(self, completion: Any) -> None:
-        self.usage += self.provider.completion_usage(completion)
+        self.usage += self.backend.usage(completion)
         self.replies += 1
         self.last = completion
 
@@ -167,8 +126,11 @@ class _ReplyLog:
 class _StructuredCall:
     """One structured call: the ``send`` the dispatcher runs per attempt, and its outcome."""
 
-    def __init__(self, dispatcher: Dispatcher, model: type[Any], max_reasks: int, mode: Any) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, backend: StructuredBackend, model: type[Any], max_reasks: int, mode: Any
+    ) -> None:
         self.dispatcher = dispatcher
+        self.backend = backend
         self.provider = dispatcher.pool.provider
         self.model = model
         self.max_reasks = max_reasks
@@ -202,11 +164,11 @@ class _StructuredCall:
     def send(self, client: Any, request: Request) -> ProviderReply:
         """Run instructor once on ``client``; raise a mapped LLMError on transport failure."""
         wrapped = self._wrapped(client)
-        log = _ReplyLog(self.provider, self.before_reask)
+        log = _ReplyLog(self.backend, self.before_reask)
         self.failure = None
         # Fresh parameters on every attempt: instructor appends its re-ask
         # messages to the list it was given.
-        params = self.provider.structured_params(request)
+        params = self.backend.params(request)
         try:
             parsed, completion = wrapped.create_with_completion(
                 response_model=self.model, max_retries=self.max_reasks, hooks=log.hooks(), **params
@@ -223,7 +185,7 @@ class _StructuredCall:
         from instructor.core import InstructorError
 
         try:
-            return self.provider.structured_client(client, self.mode)
+            return self.backend.client(client, self.mode)
         except InstructorError as exc:  # a mode this provider does not have, mostly
             raise InvalidRequestError(
                 f"instructor cannot wrap the {self.provider.name} client: {exc}", provider=self.provider.name
@@ -243,16 +205,16 @@ class _StructuredCall:
             raise InvalidRequestError(
                 f"instructor refused the call: {cause}", provider=self.provider.name
             ) from exc
-        raise self.provider.map_error(cause) from cause
+        raise self.backend.map_error(cause) from cause
 
     def _response(self, parsed: Any, completion: Any, log: _ReplyLog, request: Request) -> Response:
         """The Response of this attempt: summed usage, ``parsed``, and the model's JSON as content."""
         if completion is None:  # cannot happen after a reply failed to validate; be safe
             return Response(content="", model=request.model, provider=self.provider.name, usage=log.usage)
         try:
-            response = self.provider.parse_structured(completion)
+            response = self.backend.parse(completion)
         except Exception as exc:
-            raise self.provider.map_error(exc) from exc
+            raise self.backend.map_error(exc) from exc
         if parsed is None:
             return replace(response, usage=log.usage)
         parsed = _as_users_model(parsed, self.model)

@@ -1,4 +1,4 @@
-"""Configuration objects: LLMConfig, RateLimit, RetryPolicy and PoolConfig.
+"""The configuration objects: LLMConfig, RateLimit, RetryPolicy and PoolConfig.
 
 Every object here is an immutable pydantic model (``frozen=True``,
 ``extra="forbid"``). Change one with ``.new(**changes)``, which returns a
@@ -7,16 +7,6 @@ not validate: do not use it). Every field's description says what ``None`` and
 ``0`` mean. Invalid values raise :class:`llmkit.errors.ConfigurationError`,
 never a raw pydantic ``ValidationError`` (whose text echoes the input, which may
 be an API key), naming the field, the bad value and what is accepted.
-
-API keys are held as ``SecretStr``: no ``repr``, ``str``, dump or error shows
-them. Only :meth:`ProviderSettings.key_values` and :meth:`Settings.api_keys`
-reveal them, for the code that builds the SDK clients.
-
-The settings objects (Settings, ProviderSettings, GlobalSettings) and where
-they come from (``load_settings``: the YAML file and the environment; the
-provider table ``KEY_ENV_VARS``) are in :mod:`llmkit.settings`. Their names are
-re-exported here on first access, so ``from llmkit.config import RateLimit``
-loads neither that module nor PyYAML.
 """
 
 from __future__ import annotations
@@ -39,25 +29,10 @@ from llmkit.errors import ConfigurationError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from llmkit.settings import (
-        KEY_ENV_VARS,
-        LOG_LEVELS,
-        PROVIDER_ALIASES,
-        PROVIDERS,
-        GlobalSettings,
-        ProviderSettings,
-        Settings,
-        load_settings,
-        missing_key_message,
-        normalize_provider,
-        parse_key_list,
-    )
 
-
-__all__ = [  # the settings names are re-exported from llmkit.settings, see __getattr__
-    "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS", "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
-    "PoolConfig", "ProviderSettings", "RateLimit", "RateLimitConfig", "RetryPolicy", "Settings",
-    "load_settings", "missing_key_message", "normalize_provider", "parse_key_list",
+__all__ = [
+    "ConfigModel", "LLMConfig", "PoolConfig", "RateLimit", "RateLimitConfig", "RetryPolicy",
+    "build", "closest", "config_error", "evolve", "safe_repr",
 ]
 
 
@@ -412,13 +387,3 @@ class PoolConfig(ConfigModel, init=False):
         if self.max_workers is not None:
             return self.max_workers
         return min(64, max(4, 4 * key_count))
-
-
-def __getattr__(name: str) -> Any:
-    # The settings objects live in llmkit.settings (which imports this module);
-    # they are re-exported here on first access.
-    if name in __all__:
-        from llmkit import settings
-
-        return getattr(settings, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.backoff import backoff_delays, is_retryable, retry_after_wait, retry_details
+from llmkit.engine.estimate import estimate_input_tokens
+from llmkit.engine.limiter import Cost
+from llmkit.engine.pool import KeyPool, Lease
 from llmkit.errors import (
     AuthenticationError,
     LLMError,
@@ -35,11 +39,8 @@ from llmkit.errors import (
     RateLimitError,
     StreamError,
 )
-from llmkit.pool import KeyPool, Lease
-from llmkit.providers.base import ProviderReply, StreamDelta, redact
-from llmkit.ratelimit import Cost
-from llmkit.retry import backoff_delays, is_retryable, retry_after_wait, retry_details
-from llmkit.tokens import estimate_input_tokens
+from llmkit.providers.base import ProviderReply, StreamDelta
+from llmkit.redaction import redact
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:

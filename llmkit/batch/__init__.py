@@ -1,0 +1,33 @@
+"""Batches: many items through one client, resumable, with progress and per-item errors.
+
+``client.batch(items, checkpoint="run.jsonl")`` is the way in; the rooms:
+
+* :mod:`llmkit.batch.items`: what an item is (id, messages, per-item arguments, digest, shard);
+* :mod:`llmkit.batch.runner`: running them on a ``submit`` function, at most
+  ``concurrency`` at a time, Ctrl-C and errors;
+* :mod:`llmkit.batch.checkpoint`: the JSON-lines file that makes a batch resumable;
+* :mod:`llmkit.batch.result`: :class:`BatchResult`, :class:`ItemError`, :class:`BatchInterrupted`;
+* :mod:`llmkit.batch.progress`: the tqdm bar and the Ctrl-C flag.
+"""
+
+from llmkit.batch.checkpoint import (
+    CheckpointError,
+    CheckpointMismatchError,
+    checkpoint_path,
+    merge_checkpoints,
+)
+from llmkit.batch.items import shard_of
+from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
+from llmkit.batch.runner import run_batch
+
+__all__ = [
+    "BatchInterrupted",
+    "BatchResult",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "ItemError",
+    "checkpoint_path",
+    "merge_checkpoints",
+    "run_batch",
+    "shard_of",
+]

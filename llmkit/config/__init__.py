@@ -1,0 +1,48 @@
+"""Configuration: the immutable config objects, and the settings read from YAML and the environment.
+
+* :mod:`llmkit.config.models`: :class:`LLMConfig`, :class:`RateLimit` (alias
+  ``RateLimitConfig``), :class:`RetryPolicy`, :class:`PoolConfig`, and the
+  validation that turns pydantic's errors into safe :class:`~llmkit.errors.ConfigurationError`\\ s;
+* :mod:`llmkit.config.settings`: :class:`Settings` and where they come from
+  (:func:`load_settings`), the provider names, aliases and key variables.
+
+``from llmkit.config import RateLimit`` loads the models only; the settings
+names (and PyYAML) are loaded on first access.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from llmkit.config.models import LLMConfig, PoolConfig, RateLimit, RateLimitConfig, RetryPolicy
+
+if TYPE_CHECKING:
+    from llmkit.config.settings import (
+        KEY_ENV_VARS,
+        LOG_LEVELS,
+        PROVIDER_ALIASES,
+        PROVIDERS,
+        GlobalSettings,
+        ProviderSettings,
+        Settings,
+        load_settings,
+        missing_key_message,
+        normalize_provider,
+        parse_key_list,
+    )
+
+__all__ = [
+    "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS", "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
+    "PoolConfig", "ProviderSettings", "RateLimit", "RateLimitConfig", "RetryPolicy", "Settings",
+    "load_settings", "missing_key_message", "normalize_provider", "parse_key_list",
+]  # fmt: skip
+
+_MODEL_NAMES = ("LLMConfig", "PoolConfig", "RateLimit", "RateLimitConfig", "RetryPolicy")
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__ and name not in _MODEL_NAMES:
+        from llmkit.config import settings
+
+        return getattr(settings, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
