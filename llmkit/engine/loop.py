@@ -260,7 +260,7 @@ class Dispatcher:
                 state.request_id = delta.request_id
             if delta.usage is not None:
                 usage = delta.usage
-            if delta.text or delta.tool_calls:  # output the caller has: a retry would repeat it
+            if delta.delivers_output():  # output the caller has: a retry would repeat it
                 state.yielded_text = True
                 state.chars += len(delta.text)
             yield replace(delta, limits=None) if delta.limits is not None else delta

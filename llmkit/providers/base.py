@@ -95,6 +95,10 @@ class StreamDelta:
     key_id: str | None = None  # set by the pool: the key that serves the stream, and on which try
     attempts: int = 0
 
+    def delivers_output(self) -> bool:
+        """Whether this delta hands the caller output (a retry would repeat it)."""
+        return bool(self.text or self.tool_calls)
+
 
 class Provider(ABC):
     """One provider's translation layer. One instance per client; one SDK client per key."""
