@@ -36,6 +36,7 @@ GPT = "gpt-4o-mini"
 CLAUDE = "claude-3-5-haiku-latest"
 TEXT = "The quick brown fox jumps over the lazy dog"  # 43 chars: 11 tokens
 USER = [{"role": "user", "content": TEXT}]
+BUCKET = "minute_bucket"  # the lenient style these tests of other things were written for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -523,7 +524,7 @@ def test_random_faults_are_seeded() -> None:
 
 
 def test_requests_per_minute_admits_exactly_n(clock: FakeClock) -> None:
-    with FakeLLMServer(limits=ServerLimits(requests_per_minute=3), clock=clock) as server:
+    with FakeLLMServer(limits=ServerLimits(requests_per_minute=3, style=BUCKET), clock=clock) as server:
         client = oai(server)
         remaining = []
         for _ in range(3):
@@ -560,7 +561,8 @@ def test_burst_seconds_smooths_the_limit(clock: FakeClock) -> None:
 
 
 def test_input_token_limit_anthropic(clock: FakeClock) -> None:
-    with FakeLLMServer(limits=ServerLimits(input_tokens_per_minute=30), clock=clock) as server:
+    with FakeLLMServer(limits=ServerLimits(input_tokens_per_minute=30, style=BUCKET),
+                       clock=clock) as server:
         client = ant(server)
         raw = client.messages.with_raw_response.create(model=CLAUDE, max_tokens=9, messages=USER)
         assert raw.headers["anthropic-ratelimit-input-tokens-limit"] == "30"
@@ -575,7 +577,8 @@ def test_input_token_limit_anthropic(clock: FakeClock) -> None:
 
 
 def test_output_reservation_is_refunded(clock: FakeClock) -> None:
-    with FakeLLMServer(limits=ServerLimits(output_tokens_per_minute=100), clock=clock) as server:
+    with FakeLLMServer(limits=ServerLimits(output_tokens_per_minute=100, style=BUCKET),
+                       clock=clock) as server:
         client = ant(server)
 
         def remaining(max_tokens: int) -> int:
@@ -595,8 +598,8 @@ def test_output_reservation_is_refunded(clock: FakeClock) -> None:
 
 
 def test_key_limits_override_the_default(clock: FakeClock) -> None:
-    limits = ServerLimits(requests_per_minute=1)
-    vip = {"vip": ServerLimits(requests_per_minute=100)}
+    limits = ServerLimits(requests_per_minute=1, style=BUCKET)
+    vip = {"vip": ServerLimits(requests_per_minute=100, style=BUCKET)}
     with FakeLLMServer(limits=limits, key_limits=vip, clock=clock) as server:
         for _ in range(3):
             ask(server, "vip")
@@ -608,7 +611,7 @@ def test_key_limits_override_the_default(clock: FakeClock) -> None:
 
 def test_rate_limit_headers_of_both_providers(clock: FakeClock) -> None:
     limits = ServerLimits(requests_per_minute=60, input_tokens_per_minute=1000,
-                          output_tokens_per_minute=500)
+                          output_tokens_per_minute=500, style=BUCKET)
     with FakeLLMServer(limits=limits, clock=clock) as server:
         headers = oai(server).chat.completions.with_raw_response.create(
             model=GPT, messages=USER, max_tokens=100).headers
@@ -635,7 +638,7 @@ def test_rate_limit_headers_of_both_providers(clock: FakeClock) -> None:
 
 
 def test_combined_tokens_per_minute(clock: FakeClock) -> None:
-    with FakeLLMServer(limits=ServerLimits(tokens_per_minute=100), clock=clock) as server:
+    with FakeLLMServer(limits=ServerLimits(tokens_per_minute=100, style=BUCKET), clock=clock) as server:
         headers = oai(server).chat.completions.with_raw_response.create(
             model=GPT, messages=USER, max_tokens=39).headers
         assert headers["x-ratelimit-remaining-tokens"] == "50"  # 11 input + 39 reserved
@@ -795,7 +798,7 @@ def test_concurrent_clients_are_counted_exactly() -> None:
 
 
 def test_spawned_server() -> None:
-    limits = ServerLimits(requests_per_minute=2)
+    limits = ServerLimits(requests_per_minute=2, style=BUCKET)
     with FakeLLMServer.spawn(limits=limits, valid_keys=["k"]) as server:
         assert server.openai_base_url == server.url + "/v1"
         ask(server, "k")

@@ -58,7 +58,8 @@ def test_groq_talks_openai_dialect(srv: FakeLLMServer) -> None:
 
 def _limited_server() -> FakeLLMServer:
     # The server's request limit shows up as x-ratelimit-*-requests (4 left after one call).
-    return FakeLLMServer(limits=ServerLimits(requests_per_minute=5, tokens_per_minute=1000))
+    return FakeLLMServer(limits=ServerLimits(requests_per_minute=5, tokens_per_minute=1000,
+                                             style="minute_bucket"))
 
 
 @pytest.mark.parametrize("provider", ["groq", "openai"])

@@ -48,6 +48,12 @@ class Scenario:
     max_tokens: int
 
 
+def held_seconds(limits: ServerLimits) -> float:
+    """Seconds of its rate the server lets go at once: ``burst_seconds`` for a bucket,
+    else 1 (the per-second window of the default style)."""
+    return limits.burst_seconds if limits.burst_seconds is not None else 1.0
+
+
 def rate_limit_for(limits: ServerLimits) -> RateLimit:
     """The client-side RateLimit that matches the server's per-key limits."""
     from llmkit.config import RateLimit
@@ -60,7 +66,7 @@ def rate_limit_for(limits: ServerLimits) -> RateLimit:
         input_tokens_per_minute=whole(limits.input_tokens_per_minute),
         output_tokens_per_minute=whole(limits.output_tokens_per_minute),
         tokens_per_minute=whole(limits.tokens_per_minute),
-        burst_seconds=limits.burst_seconds,
+        burst_seconds=held_seconds(limits),
     )
 
 
@@ -111,7 +117,7 @@ def ideal_seconds(limits: ServerLimits, keys: int, stats: Mapping[str, Any]) -> 
     for per_minute, demand in demands:
         if per_minute:
             rate = keys * per_minute / 60.0
-            burst = keys * per_minute * limits.burst_seconds / 60.0
+            burst = keys * per_minute * held_seconds(limits) / 60.0
             times.append(max(0.0, demand - burst) / rate)
     return max(times)
 
@@ -227,7 +233,7 @@ def run(
         with FakeLLMServer.spawn(limits=scenario.limits, latency=latency) as server:
             call = CONTENDERS[name](server, scenario, key_list)
             call("warm up")  # imports and connections; then let every bucket fill again
-            time.sleep(scenario.limits.burst_seconds + 0.2)
+            time.sleep(held_seconds(scenario.limits) + 0.2)
             server.reset()
             ok, failed, wall, note = drive(call, prompts, threads)
             stats = server.stats()
@@ -243,7 +249,7 @@ def report(scenario: Scenario, outcomes: list[Outcome], requests: int, threads: 
     limits = ", ".join(f"{k}={v:g}/min" for k, v in lim.per_minute().items() if v)
     head = (
         f"scenario '{scenario.name}' ({scenario.provider}): {requests} requests, {threads} threads, "
-        f"{keys} keys; per key: {limits}, burst {lim.burst_seconds:g} s"
+        f"{keys} keys; per key: {limits}, burst {held_seconds(lim):g} s"
     )
     rows = [
         [

@@ -2,10 +2,14 @@
 
 Point an SDK or an LLMClient at the URLs it prints: no real API is called.
 The flags are those of ``python -m llmkit.testing.fake_server``; limits are
-per key and per minute, e.g.::
+per key and per minute, enforced the way providers do: ``--style per_second``
+(the default: max(1, L/60) per whole second), ``minute_bucket``,
+``second_bucket``, ``leaky`` (nginx limit_req, ``--leaky-burst``),
+``fixed_minute`` or ``sliding_minute``; ``--burst-seconds S`` instead holds
+S seconds of the rate in a continuous bucket. For example::
 
-    llmkit serve-fake --port 8080 --rpm 600 --burst-seconds 1 --latency 0.05 \\
-        --fault-rate 500=0.05 --fault-rate drop=0.01
+    llmkit serve-fake --port 8080 --rpm 600 --style leaky --latency 0.05 \\
+        --fault-rate 500=0.05 --fault-rate drop=0.01 --out-of-credit-key sk-test-broke
 """
 
 from __future__ import annotations

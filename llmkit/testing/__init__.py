@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .fake_server import (
+        ENFORCEMENT_STYLES,
+        Enforcer,
         FakeLLMServer,
         Fault,
         RequestInfo,
@@ -19,10 +21,13 @@ if TYPE_CHECKING:
         SpawnedFakeServer,
         ToolCallReply,
         count_tokens,
+        make_enforcer,
         spawn_fake_server,
     )
 
 _LAZY = {
+    "ENFORCEMENT_STYLES": ".fake_server",
+    "Enforcer": ".fake_server",
     "FakeLLMServer": ".fake_server",
     "Fault": ".fake_server",
     "RequestInfo": ".fake_server",
@@ -31,10 +36,13 @@ _LAZY = {
     "SpawnedFakeServer": ".fake_server",
     "ToolCallReply": ".fake_server",
     "count_tokens": ".fake_server",
+    "make_enforcer": ".fake_server",
     "spawn_fake_server": ".fake_server",
 }
 
 __all__ = [
+    "ENFORCEMENT_STYLES",
+    "Enforcer",
     "FakeLLMServer",
     "Fault",
     "RequestInfo",
@@ -43,6 +51,7 @@ __all__ = [
     "SpawnedFakeServer",
     "ToolCallReply",
     "count_tokens",
+    "make_enforcer",
     "spawn_fake_server",
 ]
 

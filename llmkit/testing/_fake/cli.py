@@ -3,12 +3,17 @@
 Prints one line, ``READY http://HOST:PORT``, once it listens. Flags cover the
 common settings; ``--config JSON`` takes any ``FakeLLMServer`` keyword argument
 (``limits`` and ``key_limits`` as dicts of ``ServerLimits`` fields), and flags
-given on top override it.
+given on top override it. ``--style`` chooses how the per-minute limits are
+enforced (default ``per_second``: ``max(1, L/60)`` per whole second; also
+``minute_bucket``, ``second_bucket``, ``leaky`` (nginx ``limit_req`` with
+``--leaky-burst``), ``fixed_minute``, ``sliding_minute``); ``--burst-seconds S``
+instead makes every limit a continuous bucket holding ``S`` seconds of its rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .buckets import ServerLimits
+from .enforcement import STYLES
 from .spawn import kwargs_from_config
 
 __all__ = ["main"]
@@ -32,11 +38,17 @@ def _parser() -> argparse.ArgumentParser:
     add("--itpm", type=float, help="input tokens per minute per key")
     add("--otpm", type=float, help="output tokens per minute per key")
     add("--tpm", type=float, help="combined tokens per minute per key (OpenAI style)")
-    add("--burst-seconds", type=float, default=60.0, help="seconds of rate a bucket holds")
+    add("--style", choices=STYLES, default=None,
+        help="how the limits are enforced (default per_second; see the module doc)")
+    add("--burst-seconds", type=float, default=None,
+        help="instead of --style: a continuous bucket holding this many seconds of the rate")
+    add("--leaky-burst", type=float, default=None, help="nginx burst of --style leaky (default 1)")
     add("--latency", type=float, help="seconds before every reply")
     add("--stream-interval", type=float, help="seconds between streamed deltas")
     add("--valid-key", action="append", dest="valid_keys", help="accepted key (repeatable)")
     add("--forbidden-key", action="append", dest="forbidden_keys", help="key answered 403")
+    add("--out-of-credit-key", action="append", dest="out_of_credit_keys",
+        help="key whose account is out of credit (the provider's billing error; repeatable)")
     add("--fault-rate", action="append", default=[], metavar="KIND=P",
         help="random fault, e.g. 500=0.05 or drop=0.01 (repeatable)")
     add("--seed", type=int, help="seed of the random faults")
@@ -45,13 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enforcement(args: argparse.Namespace) -> dict[str, Any]:
+    """The ServerLimits fields the enforcement flags set."""
+    fields: dict[str, Any] = {}
+    if args.style is not None or args.burst_seconds is not None:
+        fields.update(style=args.style, burst_seconds=args.burst_seconds)
+    if args.leaky_burst is not None:
+        fields["leaky_burst"] = args.leaky_burst
+    return fields
+
+
 def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs = kwargs_from_config(json.loads(args.config))
     limits = (args.rpm, args.itpm, args.otpm, args.tpm)
+    enforcement = _enforcement(args)
     if any(v is not None for v in limits):
-        kwargs["limits"] = ServerLimits(*limits, burst_seconds=args.burst_seconds)
+        kwargs["limits"] = ServerLimits(*limits, **enforcement)
+    elif enforcement and kwargs.get("limits") is not None:  # restyle the --config limits
+        kwargs["limits"] = dataclasses.replace(kwargs["limits"], **enforcement)
     for name in ("host", "port", "latency", "stream_interval", "valid_keys", "forbidden_keys",
-                 "seed", "slow_seconds"):
+                 "out_of_credit_keys", "seed", "slow_seconds"):
         if getattr(args, name) is not None:
             kwargs[name] = getattr(args, name)
     if args.fault_rate:

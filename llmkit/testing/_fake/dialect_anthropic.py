@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, BucketState
+from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, Admission, BucketState
 from .dialect_base import (
     BadRequest,
     Dialect,
@@ -17,9 +17,11 @@ from .dialect_base import (
     StreamEvent,
     dumps,
     fragments,
+    limit_name,
     limit_text,
     new_id,
-    rfc3339_after,
+    retry_after_headers,
+    rfc3339,
     sse,
 )
 from .replies import RequestInfo
@@ -30,6 +32,7 @@ __all__ = ["AnthropicDialect"]
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
@@ -39,6 +42,8 @@ _ERROR_TYPES = {
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool": "tool_use"}
 _PATHS = {"/v1/messages": "chat", "/v1/messages/count_tokens": "count_tokens"}
 _HEADER_NAMES = ((REQUESTS, "requests"), (INPUT, "input-tokens"), (OUTPUT, "output-tokens"))
+_CREDIT_MESSAGE = ("Your credit balance is too low to access the Anthropic API. Please go to "
+                   "Plans & Billing to upgrade or purchase credits.")
 
 
 def read_blocks(content: Any, where: str) -> tuple[str, int]:
@@ -176,7 +181,30 @@ class AnthropicDialect(Dialect):
     def malformed_stream(self) -> bytes:
         return b'event: message_start\ndata: {"type": "message_start", "message": {\n\n'
 
-    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
+    def rate_limit_body(self, refusal: Admission, model: str) -> dict[str, Any]:
+        """Anthropic's ``rate_limit_error``, naming the limit that refused."""
+        limit = refusal.state[refusal.exceeded].limit
+        amount = f"{int(limit):,}" if float(limit).is_integer() else f"{limit:g}"
+        message = (
+            f"This request would exceed the rate limit for your organization of {amount} "
+            f"{limit_name(refusal.exceeded)} per minute. For details, refer to: "
+            "https://docs.claude.com/en/api/rate-limits. You can see the response headers for "
+            "current usage. Please reduce the prompt length or the maximum tokens requested, "
+            "or try again later.")  # fmt: skip
+        return self.error_body(429, message, "rate_limit_error")
+
+    def out_of_credit(self) -> tuple[int, dict[str, Any]]:
+        """The documented 402 ``billing_error``."""
+        return 402, self.error_body(402, _CREDIT_MESSAGE, "billing_error")
+
+    def retry_headers(self, seconds: float) -> Headers:
+        """Anthropic documents ``retry-after`` in whole seconds only."""
+        return retry_after_headers(seconds)[:1]
+
+    def ratelimit_headers(self, state: Mapping[str, BucketState], wall_offset: float) -> Headers:
+        """``anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,
+        reset}``; ``tokens-*`` shows the most restrictive token limit when there is no combined
+        one; ``reset`` is an RFC 3339 time (the server clock mapped to wall time)."""
         headers: Headers = []
         tokens = state.get(TOKENS) or _tightest(state.get(INPUT), state.get(OUTPUT))
         for name, bucket in [(label, state.get(b)) for b, label in _HEADER_NAMES] + [
@@ -186,7 +214,7 @@ class AnthropicDialect(Dialect):
                 headers += [
                     (f"{prefix}-limit", limit_text(bucket.limit)),
                     (f"{prefix}-remaining", str(bucket.remaining)),
-                    (f"{prefix}-reset", rfc3339_after(bucket.reset_seconds)),
+                    (f"{prefix}-reset", rfc3339(bucket.reset_at + wall_offset)),
                 ]
         return headers
 

@@ -10,14 +10,15 @@ more module with a :class:`Dialect` subclass, listed in ``engine.DIALECTS``.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from .buckets import BucketState
+from .buckets import INPUT, OUTPUT, REQUESTS, Admission, BucketState
 from .replies import RequestInfo, ToolCallReply
 from .schema import example_from_schema
 from .tokens import count_tokens, truncate_tokens
@@ -33,7 +34,9 @@ __all__ = [
     "fragments",
     "go_duration",
     "new_id",
-    "rfc3339_after",
+    "proto_duration",
+    "retry_after_headers",
+    "rfc3339",
     "sse",
 ]
 
@@ -134,10 +137,40 @@ def go_duration(seconds: float) -> str:
     return f"{minutes}m{secs}" if minutes else secs
 
 
-def rfc3339_after(seconds: float) -> str:
-    """The UTC time ``seconds`` from now, as RFC 3339 (``2024-01-01T00:00:05Z``)."""
-    when = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+def proto_duration(seconds: float) -> str:
+    """A protobuf ``Duration`` in JSON (``"2s"``, ``"0.25s"``), rounded up to the millisecond
+    so that waiting that long is always enough."""
+    millis = max(0, math.ceil(seconds * 1000 - 1e-6))
+    return f"{millis / 1000:.3f}".rstrip("0").rstrip(".") + "s"
+
+
+def rfc3339(wall: float) -> str:
+    """Unix time ``wall`` as RFC 3339 in UTC, rounded up to the whole second
+    (``2024-01-01T00:00:05Z``): by then the moment has surely come."""
+    when = datetime.fromtimestamp(math.ceil(wall - 1e-6), timezone.utc)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def retry_after_headers(seconds: float) -> Headers:
+    """``retry-after`` (whole seconds, rounded up, at least 1) and ``retry-after-ms``."""
+    whole = max(1, math.ceil(seconds - 1e-9))
+    millis = max(1, math.ceil(seconds * 1000 - 1e-6))
+    return [("retry-after", str(whole)), ("retry-after-ms", str(millis))]
+
+
+def limit_name(dimension: str) -> str:
+    """``"requests"``, ``"input tokens"``, ``"output tokens"`` or ``"tokens"``."""
+    return dimension.replace("_", " ")
+
+
+def used_of(admission: Admission) -> int:
+    """How much of its current allowance the refusing dimension has used."""
+    state = admission.state.get(admission.exceeded)
+    remaining = state.remaining if state is not None else 0
+    return max(0, round(admission.capacity - remaining))
+
+
+LIMIT_ABBREVIATIONS = {REQUESTS: "RPM", INPUT: "ITPM", OUTPUT: "OTPM"}
 
 
 def limit_text(value: float) -> str:
@@ -189,12 +222,21 @@ class Dialect(ABC):
         """An SSE event whose data is not valid JSON."""
 
     @abstractmethod
-    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
-        """Rate-limit headers for a key's buckets (only the limits that exist)."""
+    def ratelimit_headers(self, state: Mapping[str, BucketState], wall_offset: float) -> Headers:
+        """Rate-limit headers for a key's limits (only the limits that exist);
+        ``wall_offset`` maps the server clock to Unix time (``wall = clock + offset``)."""
 
-    def limit_error_type(self, exceeded: str) -> str | None:
-        """The error type of a 429 for the bucket named ``exceeded`` (None: the default)."""
-        return None
+    @abstractmethod
+    def rate_limit_body(self, refusal: Admission, model: str) -> dict[str, Any]:
+        """The body of the 429 the provider sends when its rate limiter refuses a request."""
+
+    @abstractmethod
+    def out_of_credit(self) -> tuple[int, dict[str, Any]]:
+        """The status and body the provider sends to a key whose account has no credit left."""
+
+    def retry_headers(self, seconds: float) -> Headers:
+        """The headers of a rate-limit 429 that say when to retry (OpenAI: both kinds)."""
+        return retry_after_headers(seconds)
 
     def with_retry_delay(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
         """An error ``body`` that also says, in the body, to retry after ``seconds``

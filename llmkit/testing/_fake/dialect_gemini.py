@@ -5,9 +5,17 @@
 like Google's) and ``:countTokens`` (``/v1/...`` too). The key comes from the
 ``x-goog-api-key`` header or the ``?key=`` query parameter. Errors have Google's
 shape, ``{"error": {"code", "message", "status", "details"}}``; a 429 is
-``RESOURCE_EXHAUSTED`` and, when it says how long to wait, carries a
-``google.rpc.RetryInfo`` detail besides the ``retry-after`` header. Gemini
-sends no rate-limit headers, and neither does this dialect.
+``RESOURCE_EXHAUSTED``. Gemini sends no rate-limit headers, and neither does
+this dialect: when the rate limiter refuses, the 429's ``details`` carry a
+``google.rpc.Help`` link, a ``google.rpc.QuotaFailure`` (the violated quota's
+``quotaMetric``, ``quotaId``, ``quotaDimensions`` and ``quotaValue``, the limit)
+and a ``google.rpc.RetryInfo`` ``retryDelay``, as Google sends them, and no
+``retry-after`` header. The metric and quota names of the request and input
+token limits are Google's (paid tier); Gemini has no output or combined token
+limit per minute, so those two names follow the same pattern. A key out of
+credit gets the 429 Google sends when prepaid credits are depleted. An injected
+429 :class:`Fault` with ``retry_after`` carries both the RetryInfo detail and
+the ``retry-after`` headers.
 
 A ``responseSchema`` (Gemini's OpenAPI subset, upper-case types) or
 ``responseJsonSchema`` with ``responseMimeType: application/json`` gets a JSON
@@ -21,8 +29,18 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from .buckets import BucketState
-from .dialect_base import BadRequest, Dialect, Headers, Output, StreamEvent, dumps, new_id
+from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, Admission, BucketState
+from .dialect_base import (
+    BadRequest,
+    Dialect,
+    Headers,
+    Output,
+    StreamEvent,
+    dumps,
+    limit_text,
+    new_id,
+    proto_duration,
+)
 from .replies import RequestInfo
 from .tokens import IMAGE_TOKENS, count_tokens, split_deltas
 
@@ -48,6 +66,24 @@ _STATUS = {
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool": "STOP"}
 _ROLES = {"user": "user", "model": "assistant", "function": "tool"}
 THOUGHT_SIGNATURE = "c2lnbmVkIGJ5IHRoZSBmYWtlIHNlcnZlcg=="  # opaque to clients
+_RPC = "type.googleapis.com/google.rpc."
+_QUOTAS = {  # dimension: (quotaMetric, quotaId)
+    REQUESTS: ("generate_requests_per_model_per_minute", "GenerateRequestsPerMinutePerProjectPerModel"),
+    INPUT: ("generate_content_paid_tier_input_token_count",
+            "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+    OUTPUT: ("generate_content_paid_tier_output_token_count",
+             "GenerateContentPaidTierOutputTokensPerModelPerMinute"),
+    TOKENS: ("generate_content_paid_tier_token_count", "GenerateContentPaidTierTokensPerModelPerMinute"),
+}
+_QUOTA_TEXT = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To "
+    "monitor your current usage, head to: https://ai.dev/rate-limit. "
+)
+_HELP_LINK = {"description": "Learn more about Gemini API quotas",
+              "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}
+_DEPLETED = ("Your prepayment credits are depleted. Please go to AI Studio at "
+             "https://ai.studio/projects to manage your project and billing.")
 
 
 def _sse(data: Any) -> bytes:
@@ -196,8 +232,7 @@ class GeminiDialect(Dialect):
         return {"error": {"code": status, "message": message, "status": kind}}
 
     def with_retry_delay(self, body: dict[str, Any], seconds: float) -> dict[str, Any]:
-        delay = f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
-        detail = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
+        detail = {"@type": _RPC + "RetryInfo", "retryDelay": proto_duration(seconds)}
         error = body.get("error")
         if isinstance(error, dict):
             error["details"] = [*error.get("details", []), detail]
@@ -209,11 +244,31 @@ class GeminiDialect(Dialect):
     def malformed_stream(self) -> bytes:
         return b'data: {"candidates": [{"content": {\r\n\r\n'
 
-    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
+    def ratelimit_headers(self, state: Mapping[str, BucketState], wall_offset: float) -> Headers:
         return []
 
-    def limit_error_type(self, exceeded: str) -> str | None:
-        return "RESOURCE_EXHAUSTED"
+    def retry_headers(self, seconds: float) -> Headers:
+        return []  # Gemini says it in the body only (RetryInfo)
+
+    def rate_limit_body(self, refusal: Admission, model: str) -> dict[str, Any]:
+        """``RESOURCE_EXHAUSTED`` with Help, QuotaFailure and RetryInfo details."""
+        metric, quota_id = _QUOTAS[refusal.exceeded]
+        metric = "generativelanguage.googleapis.com/" + metric
+        limit = limit_text(refusal.state[refusal.exceeded].limit)
+        delay = proto_duration(refusal.retry_after)
+        message = (f"{_QUOTA_TEXT}\n* Quota exceeded for metric: {metric}, limit: {limit}, "
+                   f"model: {model}\nPlease retry in {delay}.")
+        violation = {"quotaMetric": metric, "quotaId": quota_id,
+                     "quotaDimensions": {"location": "global", "model": model}, "quotaValue": limit}
+        details = [{"@type": _RPC + "Help", "links": [dict(_HELP_LINK)]},
+                   {"@type": _RPC + "QuotaFailure", "violations": [violation]},
+                   {"@type": _RPC + "RetryInfo", "retryDelay": delay}]
+        return {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED",
+                          "details": details}}
+
+    def out_of_credit(self) -> tuple[int, dict[str, Any]]:
+        """What Gemini answers a project whose prepaid credits are depleted."""
+        return 429, self.error_body(429, _DEPLETED, "RESOURCE_EXHAUSTED")
 
 
 def _tools(raw: Any) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, BucketState
+from .buckets import INPUT, OUTPUT, REQUESTS, TOKENS, Admission, BucketState
 from .dialect_base import (
+    LIMIT_ABBREVIATIONS,
     BadRequest,
     Dialect,
     Headers,
@@ -15,9 +16,11 @@ from .dialect_base import (
     StreamEvent,
     fragments,
     go_duration,
+    limit_name,
     limit_text,
     new_id,
     sse,
+    used_of,
 )
 from .replies import RequestInfo
 from .tokens import IMAGE_TOKENS, count_tokens, split_deltas
@@ -32,6 +35,12 @@ _ERROR_TYPES = {
     429: ("requests", "rate_limit_exceeded"),
 }
 _FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls"}
+_LIMITS_PAGE = "Visit https://platform.openai.com/account/rate-limits to learn more."
+_QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors."
+)
 
 
 def read_content(content: Any, where: str) -> tuple[str, int]:
@@ -113,8 +122,30 @@ class OpenAIDialect(Dialect):
     def reply_id(self) -> str:
         return new_id("chatcmpl-")
 
-    def limit_error_type(self, exceeded: str) -> str | None:
-        return "requests" if exceeded == REQUESTS else "tokens"
+    def rate_limit_body(self, refusal: Admission, model: str) -> dict[str, Any]:
+        """OpenAI's 429 (``type`` ``requests``/``tokens``, ``code`` ``rate_limit_exceeded``),
+        worded as OpenAI words it."""
+        exceeded = refusal.exceeded
+        state = refusal.state[exceeded]
+        what = f"{limit_name(exceeded)} per min ({LIMIT_ABBREVIATIONS.get(exceeded, 'TPM')})"
+        where = f"for {model} in organization org-fake on {what}"
+        requested = limit_text(refusal.requested)
+        if refusal.too_large:
+            message = (f"Request too large {where}: Limit {limit_text(state.limit)}, Requested "
+                       f"{requested}. The input or output tokens must be reduced in order to run "
+                       f"successfully. {_LIMITS_PAGE}")
+        else:
+            message = (f"Rate limit reached {where}: Limit {limit_text(state.limit)}, Used "
+                       f"{used_of(refusal)}, Requested {requested}. Please try again in "
+                       f"{go_duration(refusal.retry_after)}. {_LIMITS_PAGE}")
+        kind = "requests" if exceeded == REQUESTS else "tokens"
+        return {"error": {"message": message, "type": kind, "param": None,
+                          "code": "rate_limit_exceeded"}}
+
+    def out_of_credit(self) -> tuple[int, dict[str, Any]]:
+        """OpenAI's ``insufficient_quota`` 429, as its error-codes guide documents it."""
+        return 429, {"error": {"message": _QUOTA_MESSAGE, "type": "insufficient_quota",
+                               "param": None, "code": "insufficient_quota"}}
 
     def _usage(self, info: RequestInfo, out: Output) -> dict[str, int]:
         return {"prompt_tokens": info.input_tokens, "completion_tokens": out.output_tokens,
@@ -175,7 +206,9 @@ class OpenAIDialect(Dialect):
     def malformed_stream(self) -> bytes:
         return b'data: {"id": "chatcmpl-broken", "choices": [\n\n'
 
-    def ratelimit_headers(self, state: Mapping[str, BucketState]) -> Headers:
+    def ratelimit_headers(self, state: Mapping[str, BucketState], wall_offset: float) -> Headers:
+        """``x-ratelimit-limit/-remaining/-reset-requests`` and ``-tokens`` (OpenAI has only a
+        combined token limit: separate input and output limits show as their sum)."""
         headers: Headers = []
         tokens = state.get(TOKENS) or _combined(state.get(INPUT), state.get(OUTPUT))
         for suffix, bucket in (("requests", state.get(REQUESTS)), ("tokens", tokens)):
@@ -193,7 +226,8 @@ def _combined(first: BucketState | None, second: BucketState | None) -> BucketSt
     if first is None or second is None:
         return first or second
     return BucketState(first.limit + second.limit, first.remaining + second.remaining,
-                       max(first.reset_seconds, second.reset_seconds))
+                       max(first.reset_seconds, second.reset_seconds),
+                       max(first.reset_at, second.reset_at))
 
 
 def _forced_tool(choice: Any, tools: Mapping[str, Any]) -> str | None:

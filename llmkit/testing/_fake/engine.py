@@ -1,15 +1,15 @@
 """The fake server's brain: from an HTTP request to an :class:`HttpReply`, no sockets.
 
-For an API request: route to a dialect -> authenticate -> parse -> early
-faults (rules, random, script) -> rate limits -> reply (script entry, reply
-function, forced tool call, or echo) -> late faults (delay, mid-stream).
+For an API request: route to a dialect -> authenticate (and out-of-credit
+keys) -> parse -> early faults (rules, random, script) -> rate limits -> reply
+(script entry, reply function, forced tool call, or echo) -> late faults
+(delay, replaced headers, mid-stream).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -18,7 +18,15 @@ from urllib.parse import parse_qsl
 
 from .buckets import Admission, RateLimiter, ServerLimits
 from .dialect_anthropic import AnthropicDialect
-from .dialect_base import BadRequest, Dialect, Output, StreamEvent, build_output, default_reply
+from .dialect_base import (
+    BadRequest,
+    Dialect,
+    Output,
+    StreamEvent,
+    build_output,
+    default_reply,
+    retry_after_headers,
+)
 from .dialect_gemini import GeminiDialect
 from .dialect_openai import OpenAIDialect
 from .faults import FaultBook
@@ -90,6 +98,7 @@ class Engine:
         key_limits: Mapping[str, ServerLimits] | None = None,
         valid_keys: Collection[str] | None = None,
         forbidden_keys: Collection[str] = (),
+        out_of_credit_keys: Collection[str] = (),
         latency: float = 0.0,
         stream_interval: float = 0.0,
         fault_rates: Mapping[int | str, float] | None = None,
@@ -97,23 +106,30 @@ class Engine:
         slow_seconds: float = 1.0,
         fault_retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         log_limit: int | None = 100_000,
     ) -> None:
         self.reply = reply
         self.clock = clock
+        self.wall_offset = wall_clock() - clock()  # Unix time = server clock + offset
         self.latency = latency
         self.stream_interval = stream_interval
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.forbidden_keys = frozenset(forbidden_keys)
+        self.out_of_credit_keys = frozenset(out_of_credit_keys)
         self.limiter = RateLimiter(limits, key_limits, clock)
         self.book = FaultBook(fault_rates, seed, slow_seconds, fault_retry_after)
         self.log = RequestLog(log_limit)
 
     def reset(self) -> None:
-        """Clear the log, the script, the fault rules and every key's buckets."""
+        """Clear the log, the script, the fault rules and every key's limit state."""
         self.log.clear()
         self.book.reset()
         self.limiter.reset()
+
+    def stats(self) -> dict[str, Any]:
+        """The log's counts, plus ``"rate_limits"``: ``{style: {"admitted", "refused"}}``."""
+        return {**self.log.stats(), "rate_limits": self.limiter.counts()}
 
     # Entry point ------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> HttpReply:
@@ -159,7 +175,7 @@ class Engine:
         admission = call.admission = self.limiter.admit(call.key, info.input_tokens,
                                                         info.max_tokens)
         if not admission.ok:
-            return self._rate_limited(call, admission)
+            return self._rate_limited(call, admission, late)
         try:
             value = self._choose(call, info, late)
         except BaseException:
@@ -180,7 +196,13 @@ class Engine:
         if call.key in self.forbidden_keys:
             return self._error(call, 403, "This API key may not use this resource.",
                                with_limits=False)
+        if call.key in self.out_of_credit_keys:
+            return self._out_of_credit(call)
         return None
+
+    def _out_of_credit(self, call: _Call, fault: Fault | None = None) -> HttpReply:
+        status, body = call.dialect.out_of_credit()
+        return self._json_reply(call, status, body, fault, with_limits=False)
 
     def _choose(self, call: _Call, info: RequestInfo, late: list[Fault]) -> ReplyValue:
         entry = self.book.take(call.key, call.dialect.name)
@@ -213,7 +235,7 @@ class Engine:
             self.limiter.settle(admission, out.output_tokens)
             self.log.end(key)
 
-        headers = self._headers(call, admission.state)
+        headers = _replaced(self._headers(call, admission.state), late)
         reply = HttpReply(200, headers, delay=self.latency + sum(f.delay for f in late),
                           on_done=done)
         reply_id = dialect.reply_id()
@@ -237,7 +259,9 @@ class Engine:
         if fault.drop:
             self._record(call, None, None, fault.describe())
             return HttpReply(0, delay=delay, drop=True)
-        if fault.malformed:
+        if fault.out_of_credit:
+            reply = self._out_of_credit(call, fault)
+        elif fault.malformed:
             reply = self._json_reply(call, 200, None, fault)
             if stream:
                 reply.headers[-1] = ("content-type", SSE_TYPE)
@@ -249,19 +273,18 @@ class Engine:
             message, kind = _fault_message(fault)
             reply = self._error(call, fault.status, message, kind, fault.retry_after, fault)
         reply.delay = delay
-        reply.headers += list(fault.headers.items())
+        reply.headers = _replaced(reply.headers, [fault])
         return reply
 
-    def _rate_limited(self, call: _Call, admission: Admission) -> HttpReply:
-        what = admission.exceeded.replace("_", " ")
-        if admission.too_large:
-            message = f"Request too large for the {what} per minute limit of this key."
-        else:
-            message = (f"Rate limit reached for {what} per minute. "
-                       f"Please try again in {admission.retry_after:.3f}s.")
-        kind = call.dialect.limit_error_type(admission.exceeded)
-        return self._error(call, 429, message, kind, admission.retry_after,
-                           state=admission.state)
+    def _rate_limited(self, call: _Call, admission: Admission, late: list[Fault]) -> HttpReply:
+        """The provider's own 429 for a refusal of the rate limiter: its body, its
+        rate-limit headers as they stand, and its way of saying when to retry."""
+        model = call.info.model if call.info is not None else ""
+        body = call.dialect.rate_limit_body(admission, model)
+        reply = self._json_reply(call, 429, body, state=admission.state)
+        reply.headers += call.dialect.retry_headers(admission.retry_after)
+        reply.headers = _replaced(reply.headers, late)
+        return reply
 
     # Reply helpers -----------------------------------------------------------
     def _error(self, call: _Call, status: int, message: str, kind: str | None = None,
@@ -272,9 +295,7 @@ class Engine:
             body = call.dialect.with_retry_delay(body, retry_after)
         reply = self._json_reply(call, status, body, fault, with_limits, state)
         if retry_after is not None:
-            seconds = max(1, math.ceil(retry_after - 1e-9))
-            millis = max(1, math.ceil(retry_after * 1000 - 1e-6))
-            reply.headers += [("retry-after", str(seconds)), ("retry-after-ms", str(millis))]
+            reply.headers += retry_after_headers(retry_after)
         reply.delay = self.latency
         return reply
 
@@ -289,7 +310,9 @@ class Engine:
 
     def _headers(self, call: _Call, state: Any) -> Headers:
         headers = [(call.dialect.request_id_header, call.dialect.request_id())]
-        return headers + call.dialect.ratelimit_headers(state) if state else headers
+        if not state:
+            return headers
+        return headers + call.dialect.ratelimit_headers(state, self.wall_offset)
 
     def _record(self, call: _Call, status: int | None, out: Output | None,
                 fault: str | None) -> None:
@@ -306,7 +329,7 @@ class Engine:
     def _admin(self, method: str, path: str, raw: bytes) -> HttpReply:
         action = (method, path)
         if action == ("GET", "/_fake/stats"):
-            return _json(200, self.log.stats())
+            return _json(200, self.stats())
         if action == ("GET", "/_fake/log"):
             return _json(200, {"requests": [r.to_dict() for r in self.log.records()]})
         if action == ("GET", "/_fake/health"):
@@ -353,6 +376,15 @@ def _fault_message(fault: Fault) -> tuple[str, str | None]:
     status = fault.status or 500
     default = _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the fake server).")
     return fault.message or default, fault.error_type
+
+
+def _replaced(headers: Headers, faults: list[Fault]) -> Headers:
+    """``headers`` with those the faults name replaced by the faults' raw values."""
+    given = {name.lower(): value for fault in faults for name, value in fault.headers.items()}
+    if not given:
+        return headers
+    kept = [(name, value) for name, value in headers if name.lower() not in given]
+    return kept + list(given.items())
 
 
 def _label(faults: list[Fault]) -> str | None:

@@ -44,7 +44,12 @@ class Fault:
       min 1) and ``retry-after-ms``; ``None`` sends neither.
     * ``drop=True``: the server closes the connection without any reply.
     * ``malformed=True``: a 200 whose body is not valid JSON (or a broken SSE event).
-    * only ``delay``: a normal reply, ``delay`` seconds late.
+    * ``out_of_credit=True``: the provider's answer to an account out of credit
+      (OpenAI: 429 ``insufficient_quota``; Anthropic: 402 ``billing_error``;
+      Gemini: 429 ``RESOURCE_EXHAUSTED``, prepaid credits depleted). Not a rate limit.
+    * only ``delay`` and/or ``headers``: a normal reply, ``delay`` seconds late,
+      whose headers of the names in ``headers`` are replaced by those raw values
+      (poisoned rate-limit headers, see :meth:`poisoned_headers`).
     * ``after_deltas=N`` with ``status`` or ``drop``: on a streamed request, a
       normal stream that breaks after N content deltas, with an SSE error event
       (``status``) or a dropped connection (``drop``); a reply with N deltas
@@ -54,11 +59,13 @@ class Fault:
     ``delay`` (seconds) waits before any of these. ``key`` and ``provider``
     (``"openai"``, ``"anthropic"``) restrict the fault to matching requests;
     ``None`` matches all. ``message``/``error_type`` override the provider's
-    default error message and type; ``headers`` are added to the reply.
+    default error message and type; ``headers`` replace the reply's headers of
+    the same names (or are added), on error replies too.
 
-    Faults with ``status``, ``drop`` or ``malformed`` (and no mid-stream part)
-    are served before rate limiting and charge nothing; the others go through
-    the key's limits like a normal reply.
+    Faults with ``status``, ``drop``, ``malformed`` or ``out_of_credit`` (and no
+    mid-stream part) are served before rate limiting and charge nothing; the
+    others go through the key's limits like a normal reply (a rate-limit 429
+    then gets their ``headers`` too).
     """
 
     status: int | None = None
@@ -66,6 +73,7 @@ class Fault:
     delay: float = 0.0
     drop: bool = False
     malformed: bool = False
+    out_of_credit: bool = False
     after_deltas: int | None = None
     message: str | None = None
     error_type: str | None = None
@@ -74,12 +82,14 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        ways = (self.status is not None) + self.drop + self.malformed
+        ways = (self.status is not None) + self.drop + self.malformed + self.out_of_credit
         if ways > 1:
-            raise ValueError("Fault: choose one of status=, drop=True, malformed=True")
+            raise ValueError("Fault: choose one of status=, drop=True, malformed=True, "
+                             "out_of_credit=True")
         if self.status is not None and not 400 <= self.status <= 599:
             raise ValueError(f"Fault: status must be 4xx or 5xx, got {self.status}")
-        if self.after_deltas is not None and (self.after_deltas < 0 or not ways or self.malformed):
+        if self.after_deltas is not None and (self.after_deltas < 0 or not ways or self.malformed
+                                              or self.out_of_credit):
             raise ValueError("Fault: after_deltas needs status= or drop=True and must be >= 0")
         if self.delay < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("Fault: delay and retry_after must be >= 0")
@@ -111,6 +121,17 @@ class Fault:
         return cls(malformed=True, **kw)
 
     @classmethod
+    def no_credit(cls, **kw: Any) -> Fault:
+        """The provider's out-of-credit error (a billing error, not a rate limit)."""
+        return cls(out_of_credit=True, **kw)
+
+    @classmethod
+    def poisoned_headers(cls, headers: Mapping[str, str], **kw: Any) -> Fault:
+        """A normal reply whose headers of these names carry these raw values instead,
+        e.g. ``{"x-ratelimit-remaining-requests": "-1e12"}``."""
+        return cls(headers={name.lower(): str(value) for name, value in headers.items()}, **kw)
+
+    @classmethod
     def slow(cls, seconds: float, **kw: Any) -> Fault:
         """A normal reply, ``seconds`` late."""
         return cls(delay=seconds, **kw)
@@ -129,7 +150,7 @@ class Fault:
 
     def is_early(self, stream: bool) -> bool:
         """Whether it replaces the reply before rate limiting (see the class doc)."""
-        if self.malformed:
+        if self.malformed or self.out_of_credit:
             return True
         failing = self.status is not None or self.drop
         return failing and (self.after_deltas is None or not stream)
@@ -138,11 +159,15 @@ class Fault:
         """A short label for the request log and stats."""
         if self.malformed:
             return "malformed"
+        if self.out_of_credit:
+            return "out_of_credit"
         if self.after_deltas is not None:
             return f"stream_{'drop' if self.drop else self.status}@{self.after_deltas}"
         if self.drop:
             return "drop"
-        return str(self.status) if self.status is not None else f"delay {self.delay:g}s"
+        if self.status is not None:
+            return str(self.status)
+        return f"delay {self.delay:g}s" if self.delay or not self.headers else "headers"
 
 
 @dataclass(frozen=True)

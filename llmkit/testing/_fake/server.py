@@ -34,10 +34,14 @@ class FakeLLMServer:
         host, port: where to listen; ``port=0`` picks a free port.
         reply: ``fn(RequestInfo) -> str | ToolCallReply | Fault`` answering chat
             requests that no script entry answers; ``None`` echoes.
-        limits: per-key limits applied to every key; ``None``: unlimited.
+        limits: per-key limits applied to every key, enforced in their ``style``
+            (strict ``"per_second"`` windows by default); ``None``: unlimited.
         key_limits: per-key overrides of ``limits``.
         valid_keys: the accepted keys; ``None`` accepts any non-empty key.
         forbidden_keys: keys answered with 403.
+        out_of_credit_keys: keys whose account has no credit left: every request
+            gets the provider's billing error (OpenAI 429 ``insufficient_quota``,
+            Anthropic 402 ``billing_error``, Gemini 429 prepaid credits depleted).
         latency: seconds to wait before every API reply (0: none).
         stream_interval: seconds between streamed content deltas (0: none).
         fault_rates: random faults, ``{500: 0.05, 429: 0.05, "drop": 0.02, ...}``:
@@ -48,6 +52,9 @@ class FakeLLMServer:
         slow_seconds: the delay of a ``"slow"`` random fault.
         fault_retry_after: the ``retry-after`` of random 429s, in seconds.
         clock: the rate limiter's clock (seconds, monotonic); inject one in tests.
+            Per-second and per-minute windows are aligned on its whole seconds and minutes.
+        wall_clock: Unix time, read once to map ``clock`` to wall time (Anthropic's
+            RFC 3339 reset headers); inject one with ``clock`` for exact timestamps.
         log_limit: how many records :attr:`requests` keeps (the most recent;
             ``None``: all); :meth:`stats` counts every request regardless.
     """
@@ -62,6 +69,7 @@ class FakeLLMServer:
         key_limits: Mapping[str, ServerLimits] | None = None,
         valid_keys: Collection[str] | None = None,
         forbidden_keys: Collection[str] = (),
+        out_of_credit_keys: Collection[str] = (),
         latency: float = 0.0,
         stream_interval: float = 0.0,
         fault_rates: Mapping[int | str, float] | None = None,
@@ -69,14 +77,16 @@ class FakeLLMServer:
         slow_seconds: float = 1.0,
         fault_retry_after: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         log_limit: int | None = 100_000,
     ) -> None:
         self._address = (host, port)
         self._engine = Engine(
             reply=reply, limits=limits, key_limits=key_limits, valid_keys=valid_keys,
-            forbidden_keys=forbidden_keys, latency=latency, stream_interval=stream_interval,
-            fault_rates=fault_rates, seed=seed, slow_seconds=slow_seconds,
-            fault_retry_after=fault_retry_after, clock=clock, log_limit=log_limit,
+            forbidden_keys=forbidden_keys, out_of_credit_keys=out_of_credit_keys, latency=latency,
+            stream_interval=stream_interval, fault_rates=fault_rates, seed=seed,
+            slow_seconds=slow_seconds, fault_retry_after=fault_retry_after, clock=clock,
+            wall_clock=wall_clock, log_limit=log_limit,
         )
         self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -198,8 +208,10 @@ class FakeLLMServer:
 
     def stats(self) -> dict[str, Any]:
         """``{"total", "by_status": {200: n, ...}, "by_key", "by_provider", "dropped",
-        "input_tokens", "output_tokens", "peak_in_flight": {key: n}}``."""
-        return self._engine.log.stats()
+        "input_tokens", "output_tokens", "peak_in_flight": {key: n}, "rate_limits":
+        {style: {"admitted": n, "refused": n}}}`` (what each enforcement style let
+        through and refused, counting only keys with limits)."""
+        return self._engine.stats()
 
     def reset(self) -> None:
         """Clear the log, the script, the fault rules and all rate-limit state."""
@@ -209,7 +221,7 @@ class FakeLLMServer:
     @staticmethod
     @contextmanager
     def spawn(**kwargs: Any) -> Iterator[SpawnedFakeServer]:
-        """Run a server in a child process (same keyword arguments, minus ``reply``
-        and ``clock``); yield a handle with ``url``, ``stats()``, ``reset()``..."""
+        """Run a server in a child process (same keyword arguments, minus ``reply``,
+        ``clock`` and ``wall_clock``); yield a handle with ``url``, ``stats()``, ``reset()``..."""
         with spawn_fake_server(**kwargs) as spawned:
             yield spawned

@@ -34,7 +34,7 @@ def config_from_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             config[name] = None if value is None else asdict(value)
         elif name == "key_limits":
             config[name] = {key: asdict(limit) for key, limit in (value or {}).items()}
-        elif name in ("valid_keys", "forbidden_keys"):
+        elif name in ("valid_keys", "forbidden_keys", "out_of_credit_keys"):
             config[name] = None if value is None else sorted(value)
         elif name == "fault_rates":
             config[name] = {str(kind): rate for kind, rate in (value or {}).items()}
