@@ -33,7 +33,9 @@ The styles (:data:`STYLES`), for a limit of ``L`` per minute:
   on whole seconds of the server clock, each admitting ``max(1, L / 60)``.
 * ``"minute_bucket"``: a continuous token bucket holding ``L`` (a whole
   minute), refilling ``L / 60`` per second, starting full.
-* ``"second_bucket"``: the same bucket holding ``L / 60`` (one second).
+* ``"second_bucket"``: the same bucket holding ``L / 60`` (one second). A
+  bucket always holds at least 1, so that a limit below 60/min still admits
+  one request at a time.
 * ``"leaky"``: nginx ``limit_req rate=L/60r/s burst=B nodelay`` as nginx
   computes it, in integer milliseconds and thousandths of a request: the excess
   drains at the rate, a request is refused when the excess after adding it would
@@ -48,7 +50,8 @@ The styles (:data:`STYLES`), for a limit of ``L`` per minute:
 
 Window boundaries: a time within 1 ns before a boundary counts as after it, so
 that waiting exactly the returned time on a float clock always lands in the
-next window.
+next window. Likewise amounts within a billionth (relative) of what is left
+fit. Enforcers are not thread-safe: the server's ``RateLimiter`` holds a lock.
 """
 
 from __future__ import annotations
@@ -129,7 +132,8 @@ class Enforcer(ABC):
 
 
 class TokenBucket(Enforcer):
-    """A continuous token bucket: holds ``limit * seconds / 60``, refills ``limit / 60`` a second."""
+    """A continuous token bucket: holds ``limit * seconds / 60`` (at least 1), refills
+    ``limit / 60`` a second, starts full."""
 
     __slots__ = ("capacity", "level", "limit", "rate", "stamp", "style")
 
@@ -139,7 +143,7 @@ class TokenBucket(Enforcer):
         self.style = style
         self.limit = float(per_minute)
         self.rate = per_minute / 60.0
-        self.capacity = per_minute * seconds / 60.0
+        self.capacity = max(1.0, per_minute * seconds / 60.0)
         self.level = self.capacity
         self.stamp: float | None = None
 
