@@ -129,7 +129,8 @@ def main() -> None:
                         help="per-key requests/minute limit on the server (exercises buckets)")
     args = parser.parse_args()
     limits = None if args.rpm is None else ServerLimits(requests_per_minute=args.rpm,
-                                                         tokens_per_minute=args.rpm * 100)
+                                                         tokens_per_minute=args.rpm * 100,
+                                                         style="minute_bucket")
     with FakeLLMServer.spawn(limits=limits) as server:
         cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
         latencies = load(server.openai_base_url, args.threads, args.processes, args.seconds,

@@ -192,7 +192,7 @@ def test_leaky_amounts_are_that_many_requests_at_once() -> None:
     assert enforcer.admit(T0, 3) == pytest.approx(0.01)
     assert enforcer.admit(T0, 2) == 0.0
     assert enforcer.admit(T0, 7) == math.inf  # more than burst + 1 never fits
-    with pytest.raises(ValueError, match="0.06/min"):
+    with pytest.raises(ValueError, match=r"0\.06/min"):
         make_enforcer("leaky", 0.05)
 
 

@@ -808,6 +808,7 @@ def test_spawned_server() -> None:
         with pytest.raises(openai.AuthenticationError):
             ask(server, "other")
         assert server.stats()["by_status"] == {200: 2, 429: 1, 401: 1}
+        assert server.stats()["rate_limits"] == {BUCKET: {"admitted": 2, "refused": 1}}
         server.reset()
         server.script("scripted", Fault(status=529))
         assert ask(server, "k").choices[0].message.content == "scripted"
