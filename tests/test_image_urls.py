@@ -53,9 +53,12 @@ def test_image_part_keeps_http_urls_and_decodes_data_urls() -> None:
 
 
 def test_a_file_url_is_refused_before_anything_is_sent() -> None:
-    with FakeLLMServer() as server, LLMClient(
-        provider="openai", api_keys=["sk-test-1"], base_url=server.openai_base_url, model="gpt-4o-mini"
-    ) as client:
+    with (
+        FakeLLMServer() as server,
+        LLMClient(
+            provider="openai", api_keys=["sk-test-1"], base_url=server.openai_base_url, model="gpt-4o-mini"
+        ) as client,
+    ):
         with pytest.raises(InvalidRequestError, match="file:///etc/passwd"):
             client.complete([Message(MessageRole.USER, ["look", ImagePart(url="file:///etc/passwd")])])
         assert server.requests == []
