@@ -333,6 +333,26 @@ def test_an_unwritable_checkpoint_is_refused_before_anything_is_sent(
     assert server.requests == []
 
 
+def test_an_unreadable_checkpoint_is_refused_before_anything_is_sent(
+    server: FakeLLMServer, client: LLMClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "run.jsonl"
+    client.batch(prompts(2), checkpoint=path, progress=False)
+    disk, real_read = FailingDisk(path, 0), os.read
+
+    def failing_read(fd: int, size: int) -> bytes:
+        if disk.ours(fd):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", failing_read)
+    with pytest.raises(CheckpointError, match=r"Cannot read the checkpoint .*Input/output error"):
+        client.batch(prompts(3), checkpoint=path, progress=False)
+    monkeypatch.undo()
+    assert len(server.requests) == 2
+    assert client.batch(prompts(3), checkpoint=path, progress=False).skipped == 2  # the lock was released
+
+
 _UNSHARE = shutil.which("unshare")
 
 

@@ -245,7 +245,7 @@ class _CheckpointFile:
         fd = _open_for_append(self.path)
         try:
             _lock_exclusive(fd, self.path)
-            data = _read_all(fd)
+            data = _read_all(fd, self.path)
         except BaseException:
             os.close(fd)  # the one close of this fd: self._fd was never set
             raise
@@ -331,12 +331,16 @@ def _lock_exclusive(fd: int, path: str) -> None:
         )
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, path: str) -> bytes:
     """The whole file, read through the locked descriptor (Windows locks bar other handles)."""
-    os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
-    while chunk := os.read(fd, 1 << 20):
-        chunks.append(chunk)
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as exc:
+        message = f"Cannot read the checkpoint {path}: {_reason(exc)}. Nothing was sent."
+        raise CheckpointError(message) from exc
     return b"".join(chunks)
 
 
