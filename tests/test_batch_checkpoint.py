@@ -128,7 +128,9 @@ def test_arguments_that_do_not_change_the_answer_keep_the_checkpoint(
         timeout=60, max_retries=5, retry_delay=0.1, cache=False,
     )  # fmt: skip
     assert again.skipped == 3 and len(server.requests) == 3
-    # None means "the default", as in complete(): passing it is not a change.
+    # None (or json_mode=False, no stop) means "the default", as in complete(): passing it is no change.
+    assert client.batch(prompts(3), checkpoint=path, progress=False, temperature=0.2, tools=[get_weather],
+                        json_mode=False, stop=[]).skipped == 3  # fmt: skip
     assert client.batch(prompts(3), checkpoint=path, progress=False, temperature=0.2,
                         tools=[get_weather], model=None).skipped == 3  # fmt: skip
 

@@ -7,8 +7,9 @@ the start of the SHA-256 of canonical JSON:
   or its URL), not by ``repr``;
 * arguments: every keyword argument that reaches ``complete``: the client's
   defaults (``run_batch(client_defaults=...)``), the batch's, then the item's
-  own, a later one winning over an earlier one. None means "the default", as
-  in ``complete``, and is left out; so are the transport settings
+  own, a later one winning over an earlier one. None (and ``json_mode=False``,
+  an empty ``tools`` or ``stop`` list) means "the default", as in ``complete``,
+  and is left out; so are the transport settings
   (``timeout``, ``max_retries``, ``retry_delay``, ``cache``), which do not
   change the answer, so a rerun may raise a timeout. Tools count by the
   schema that is sent (a function's from its signature and docstring), not
@@ -72,9 +73,18 @@ def _hash(value: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def _is_default(name: str, value: Any) -> bool:
+    """None, or what ``complete`` does without the argument (``json_mode=False``, no tools, no stop)."""
+    if value is None:
+        return True
+    if name == "json_mode":
+        return value is False
+    return name in ("tools", "stop") and isinstance(value, (list, tuple)) and not value
+
+
 def _answer_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments that can change an answer, tools as the schemas sent."""
-    chosen = {k: v for k, v in kwargs.items() if v is not None and k not in _TRANSPORT}
+    chosen = {k: v for k, v in kwargs.items() if k not in _TRANSPORT and not _is_default(k, v)}
     if "tools" in chosen:
         from llmkit.errors import InvalidRequestError
         from llmkit.tools import normalize_tools
