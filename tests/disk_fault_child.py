@@ -66,8 +66,8 @@ def read_only(disk: str, base_url: str) -> dict[str, Any]:
     existing.write_bytes(b"")
     mount(disk, "remount", "ro")
     new, message, result = attempt(Path(disk) / "run.jsonl", base_url)
-    old, _, _ = attempt(existing, base_url)
-    return {"new": new, "existing": old, "message": message, "result": result}
+    old, old_message, _ = attempt(existing, base_url)
+    return {"new": new, "existing": old, "message": message, "old_message": old_message, "result": result}
 
 
 def main() -> None:

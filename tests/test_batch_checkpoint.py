@@ -399,6 +399,7 @@ def test_a_read_only_folder_is_a_checkpoint_error(server: FakeLLMServer, tmp_pat
         errno.EROFS,
     ]
     assert "read-only" in out["message"].lower() and out["result"] is None
+    assert "merge_checkpoints" in out["old_message"] and "merge_checkpoints" not in out["message"]
     assert server.requests == []
 
 
