@@ -309,8 +309,9 @@ def _open_for_append(path: str) -> int:
         flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)  # Windows: no \r\n
         return os.open(path, flags, 0o644)
     except OSError as exc:
-        readable = os.path.isfile(path) and os.access(path, os.R_OK)
-        hint = f" Its answers can still be read: llmkit.batch.merge_checkpoints([{path!r}])." * readable
+        hint = ""
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            hint = f" Its answers can still be read: llmkit.batch.merge_checkpoints([{path!r}])."
         raise CheckpointError(
             f"Cannot open the checkpoint {path} for writing: {_reason(exc)}. Nothing was sent; "
             f"pass a checkpoint path in a folder that exists and is writable.{hint}"
