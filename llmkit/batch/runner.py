@@ -344,18 +344,7 @@ def run_batch(
     runner = _Runner(submit, plan, options)
     store = None if checkpoint is None else _CheckpointFile(checkpoint_path(checkpoint, shard), fsync)
     try:
-        if store is not None:
-            _resume(runner, plan, store)
-            runner.store = store
-        runner.queue.extend(item for item in plan if runner.values[item.pos] is None)
-        logger.info(
-            "batch: %d items, %d from the checkpoint, concurrency %d", len(plan), runner.skipped, concurrency
-        )
-        runner.progress = _Progress(progress, len(plan), runner.values, runner.responses)
-        try:
-            runner.run()
-        finally:
-            runner.progress.close()
+        _resume_and_run(runner, plan, store, progress)
     except BaseException:
         _close_quietly(store)
         raise
@@ -366,6 +355,24 @@ def run_batch(
             runner.unsaved = store.unsynced  # written, but perhaps not on disk
             raise runner.disk_fault(exc) from exc
     return runner.result()
+
+
+def _resume_and_run(
+    runner: _Runner, plan: list[_Item], store: _CheckpointFile | None, progress: bool
+) -> None:
+    if store is not None:
+        _resume(runner, plan, store)
+        runner.store = store
+    runner.queue.extend(item for item in plan if runner.values[item.pos] is None)
+    logger.info(
+        "batch: %d items, %d from the checkpoint, concurrency %d",
+        len(plan), runner.skipped, runner.options.concurrency,
+    )  # fmt: skip
+    runner.progress = _Progress(progress, len(plan), runner.values, runner.responses)
+    try:
+        runner.run()
+    finally:
+        runner.progress.close()
 
 
 def _close_quietly(store: _CheckpointFile | None) -> None:
