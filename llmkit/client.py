@@ -192,7 +192,7 @@ class LLMClient:
         from llmkit.cache import CacheMiddleware
         from llmkit.costs import CostMiddleware, resolve_prices
 
-        self._cache = CacheMiddleware.for_client(cache, name)
+        self._cache = CacheMiddleware.for_client(cache, name, base_url or provider_settings.base_url)
         self._cost = CostMiddleware(
             resolve_prices(prices, getattr(settings, "prices", None)),  # hook: settings' price overrides
             max_cost=max_cost,

@@ -53,6 +53,7 @@ from typing import Any, Protocol
 
 from llmkit.errors import ConfigurationError, LLMError
 from llmkit.metrics import MetricsMiddleware
+from llmkit.redaction import redact
 from llmkit.request import Request, message_text
 from llmkit.types import Response
 
@@ -176,8 +177,10 @@ class LoggingMiddleware:
         self.logger.log(self.level, template, *args, extra={"llmkit": fields})
 
     def _failure(self, request: Request, error: Exception, elapsed: float, kind: str = "llm call") -> None:
-        # LLMError messages are redacted of keys where they are raised; other
-        # exceptions' messages are not ours to vouch for, so only their class is logged.
+        # LLMError messages are scrubbed of the key that made the call where the engine tags
+        # them (llmkit.redaction.scrub_exception); anything shaped like a key is masked here
+        # too. Other exceptions' messages are not ours to vouch for: only their class is logged.
+        message = redact(error.message) if isinstance(error, LLMError) else None
         fields: dict[str, Any] = {
             "provider": getattr(error, "provider", None) or self.provider,
             "model": request.model,
@@ -185,7 +188,7 @@ class LoggingMiddleware:
             "status": getattr(error, "status_code", None),
             "key_id": getattr(error, "key_id", None),
             "latency": elapsed,
-            "message": _clip(error.message, 300) if isinstance(error, LLMError) else None,
+            "message": None if message is None else _clip(message, 300),
         }
         self.logger.log(
             self.failure_level,

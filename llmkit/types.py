@@ -100,6 +100,39 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
+def _check_image_url(url: Any) -> str:
+    """``url`` if it is an http(s) or data: URL; InvalidRequestError otherwise (before anything is sent)."""
+    if not isinstance(url, str):
+        raise InvalidRequestError(f"ImagePart url must be a string, got {type(url).__name__}.")
+    lowered = url.lower()
+    web = lowered.startswith(("http://", "https://"))
+    if not (web and url.partition("://")[2].split("/", 1)[0]) and not _is_data_url(url):
+        raise InvalidRequestError(
+            f"Image URL must start with https://, http:// or data:, got {url!r}; "
+            "for a local file use ImagePart.from_path(path)."
+        )
+    return url
+
+
+def _is_data_url(url: str) -> bool:
+    return url[:5].lower() == "data:"
+
+
+def _decode_data_url(url: str) -> tuple[bytes, str]:
+    """The bytes and media type of a base64 ``data:`` URL."""
+    import base64
+    import binascii
+
+    header, _, payload = url[5:].partition(",")
+    kind, _, encoding = header.partition(";")
+    if encoding != "base64" or not payload:
+        raise InvalidRequestError("A data: image URL must be base64: data:image/png;base64,....")
+    try:
+        return base64.b64decode(payload, validate=True), kind
+    except binascii.Error as exc:
+        raise InvalidRequestError(f"The data: image URL is not valid base64: {exc}.") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class ImagePart:
     """An image inside a message: its bytes and media type, or a URL.
@@ -108,6 +141,12 @@ class ImagePart:
     each adapter sends it in its provider's own form (OpenAI ``image_url``,
     Anthropic ``image`` blocks). Exactly one of ``data`` and ``url`` is set;
     ``media_type`` is always set for ``data`` and may be None for a URL.
+
+    ``url`` must be ``http://`` or ``https://`` (the provider fetches it) or a
+    base64 ``data:`` URL, which is decoded into ``data`` here so that every
+    provider gets the bytes in its own form. Anything else (``file://``, a
+    path) is refused with :class:`InvalidRequestError`: read a local file
+    with :meth:`from_path`.
     """
 
     data: bytes | None = field(default=None, repr=False)
@@ -117,6 +156,11 @@ class ImagePart:
     def __post_init__(self) -> None:
         if (self.data is None) == (self.url is None):
             raise InvalidRequestError("ImagePart needs exactly one of data= (bytes) and url=.")
+        if self.url is not None and _is_data_url(_check_image_url(self.url)):
+            data, kind = _decode_data_url(self.url)
+            object.__setattr__(self, "data", data)
+            object.__setattr__(self, "media_type", self.media_type or kind)
+            object.__setattr__(self, "url", None)
         if self.data is not None:
             if not isinstance(self.data, (bytes, bytearray)) or not self.data:
                 raise InvalidRequestError("ImagePart data must be non-empty bytes.")
@@ -159,22 +203,7 @@ class ImagePart:
     @classmethod
     def from_url(cls, url: str, media_type: str | None = None) -> ImagePart:
         """An image the provider fetches itself (http(s)), or a ``data:`` URL (decoded here)."""
-        if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:")):
-            raise InvalidRequestError(f"Image URL must start with https://, http:// or data:, got {url!r}.")
-        if not url.startswith("data:"):
-            return cls(url=url, media_type=media_type)
-        import base64
-        import binascii
-
-        header, _, payload = url[5:].partition(",")
-        kind, _, encoding = header.partition(";")
-        if encoding != "base64" or not payload:
-            raise InvalidRequestError("A data: image URL must be base64: data:image/png;base64,....")
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except binascii.Error as exc:
-            raise InvalidRequestError(f"The data: image URL is not valid base64: {exc}.") from exc
-        return cls(data=data, media_type=media_type or kind)
+        return cls(url=url, media_type=media_type)
 
     def base64(self) -> str:
         """The image bytes in base64 (for an image given by bytes)."""

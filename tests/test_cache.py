@@ -181,7 +181,7 @@ def test_backend_get_set_delete_clear(make_backend: Factory) -> None:
     backend.set("b", "2")
     backend.clear()
     assert backend.get("a") is None and backend.get("b") is None
-    backend.close()
+
     backend.close()  # idempotent
 
 
@@ -413,3 +413,28 @@ def test_structured_answer_round_trips_through_the_client_cache(fake_server: Fak
     assert isinstance(again, City) and again == city
     assert response.cached is True
     assert len(fake_server.requests) == 1
+
+
+def test_the_endpoint_is_part_of_the_key() -> None:
+    plain = cache_key("openai", req())
+    assert cache_key("openai", req(), endpoint=None) == plain  # the provider's default: keys unchanged
+    one = cache_key("openai", req(), endpoint="http://127.0.0.1:8001/v1")
+    assert one == cache_key("openai", req(), endpoint="http://127.0.0.1:8001/v1/")  # a trailing slash
+    assert len({plain, one, cache_key("openai", req(), endpoint="http://127.0.0.1:8002/v1")}) == 3
+
+
+def test_two_servers_under_one_provider_name_do_not_share_answers(make_backend: Factory) -> None:
+    backend = make_backend()
+    with FakeLLMServer() as first_server, FakeLLMServer() as second_server:
+        first_server.reply = lambda info: "from the first server"
+        second_server.reply = lambda info: "from the second server"
+        with (
+            openai_client(first_server, cache=backend) as first,
+            openai_client(second_server, cache=backend) as second,
+        ):
+            assert first.complete("Hi", temperature=0).content == "from the first server"
+            answer = second.complete("Hi", temperature=0)
+            assert (answer.content, answer.cached) == ("from the second server", False)
+            assert second.complete("Hi", temperature=0).cached is True  # each endpoint still caches
+            assert first.complete("Hi", temperature=0).content == "from the first server"
+        assert (len(first_server.requests), len(second_server.requests)) == (1, 1)

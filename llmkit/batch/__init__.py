@@ -2,7 +2,8 @@
 
 ``client.batch(items, checkpoint="run.jsonl")`` is the way in; the rooms:
 
-* :mod:`llmkit.batch.items`: what an item is (id, messages, per-item arguments, digest, shard);
+* :mod:`llmkit.batch.items`: what an item is (id, messages, per-item arguments, shard);
+* :mod:`llmkit.batch.digest`: what a checkpoint line was answered for (the inputs' digest);
 * :mod:`llmkit.batch.runner`: running them on a ``submit`` function, at most
   ``concurrency`` at a time, Ctrl-C and errors;
 * :mod:`llmkit.batch.checkpoint`: the JSON-lines file that makes a batch resumable;

@@ -9,11 +9,36 @@ line on an ext4 VM disk, which caps a batch near 500 items/s;
 second or more after the last sync, and at the end: a killed *process* still
 loses nothing (the lines are in the kernel), a power cut may lose the lines
 since the last sync. A rerun with the same file skips the items that
-succeeded and retries the failed ones (``retry_failed=False`` keeps them). If
-the file holds an id whose input hash differs, or an id not in the batch,
-:class:`CheckpointMismatchError` is raised and nothing is written. With
-``response_model``, loaded answers are validated into the model again; one
-that no longer validates raises CheckpointMismatchError too.
+succeeded and retries the failed ones (``retry_failed=False`` keeps them).
+
+**Other inputs.** Each line carries the digest of everything that changes
+its answer (:mod:`llmkit.batch.digest`): the item's messages (images by
+their bytes or URL), every keyword argument of the batch, the item and the
+client's defaults (model, system prompt, temperature, max_tokens, tools,
+json_mode, provider parameters; not timeouts or retries), and the
+response_model's schema. If the file holds an id whose digest differs, or an
+id not in the batch, :class:`CheckpointMismatchError` names the items and
+what differs, and nothing is written or sent: run with the old inputs, or
+use a new file. Lines written by an older llmkit carry a hash of the
+messages and the item's own arguments only: they are reused when that still
+matches, with a warning that the batch-wide arguments could not be checked.
+With ``response_model``, loaded answers are validated into the model again;
+one that no longer validates raises CheckpointMismatchError too.
+
+**Disk faults.** A checkpoint that cannot be opened (a missing or read-only
+folder) raises :class:`CheckpointError` before anything is sent. A write or
+sync that fails mid-batch (a full disk, a read-only remount, an I/O error)
+stops the batch from starting items; those in flight finish; then
+CheckpointError is raised with ``.result``, the :class:`BatchResult` holding
+every answer received, those the file could not take included. A line the
+disk took only part of is cut off again, so the file keeps whole lines and
+a rerun resumes from it.
+
+**The lock.** The file is locked while a batch uses it (``flock`` on POSIX,
+``LockFileEx`` on Windows, through ``filelock``); a second batch on the same
+file, in this process or another, gets CheckpointError "in use by another
+running batch" before anything is sent. (On Windows the lock bars other
+handles from reading the file while the batch runs, so merge after it ends.)
 
 **What a kill costs.** Each line is written as soon as its answer is in, so
 ``kill -9`` loses only the answers in flight: at most ``concurrency``
@@ -31,6 +56,7 @@ The runner (:mod:`llmkit.batch.runner`) writes and reads it; it knows items
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +66,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from llmkit.batch.digest import InputDigest, changed_parts, is_current
 from llmkit.batch.items import _Item, plain_json
 from llmkit.batch.result import BatchResult, ItemError
 from llmkit.errors import LLMError
@@ -60,7 +87,19 @@ _USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens")
 
 
 class CheckpointError(LLMError, ValueError):
-    """The checkpoint file cannot be used: corrupt, or in use by another batch."""
+    """The checkpoint file cannot be used: corrupt, in use by another batch, or the disk failed.
+
+    ``result`` is the :class:`BatchResult` so far when the batch had started
+    (a disk that filled up or failed mid-batch): every answer received is in
+    it, those the file could not take included. None when raised before
+    anything was sent.
+    """
+
+    result: BatchResult | None = None
+
+    def __init__(self, message: str, *, result: BatchResult | None = None, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        self.result = result
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -185,7 +224,12 @@ def checkpoint_path(path: str | os.PathLike[str], shard: tuple[int, int] | None)
 
 
 class _CheckpointFile:
-    """A JSONL file, locked for one batch and appended to one whole line per write."""
+    """A JSONL file, locked for one batch and appended to one whole line per write.
+
+    ``append`` and ``close`` raise ``OSError`` when the disk fails (full,
+    read-only, I/O error); a line cut short is cut back off first, so the
+    file keeps whole lines for the rerun.
+    """
 
     def __init__(self, path: str, fsync: str) -> None:
         self.path = path
@@ -193,17 +237,21 @@ class _CheckpointFile:
         self._lock = threading.Lock()
         self._fd = -1
         self._synced_at = time.monotonic()
-        self._dirty = False
+        self.unsynced = 0  # lines written since the last fsync
 
     def open(self) -> tuple[dict[str, dict[str, Any]], int, int]:
         """Lock the file and read it: (records, length of whole lines, file length)."""
         created = not os.path.exists(self.path)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        _lock_exclusive(self._fd, self.path)
+        fd = _open_for_append(self.path)
+        try:
+            _lock_exclusive(fd, self.path)
+            data = _read_all(fd, self.path)
+        except BaseException:
+            os.close(fd)  # the one close of this fd: self._fd was never set
+            raise
+        self._fd = fd
         if created:
             _fsync_dir(self.path)
-        with open(self.path, "rb") as f:
-            data = f.read()
         records, end = _parse_records(data, self.path)
         return records, end, len(data)
 
@@ -211,44 +259,98 @@ class _CheckpointFile:
         """Drop a torn last line (a write killed halfway)."""
         torn = os.fstat(self._fd).st_size - length
         logger.warning("%s: ignoring a torn last line (%d bytes)", self.path, torn)
-        os.ftruncate(self._fd, length)
-        os.fsync(self._fd)
+        try:
+            os.ftruncate(self._fd, length)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise CheckpointError(f"Cannot cut the torn last line of {self.path}: {_reason(exc)}.") from exc
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=plain_json)
         data = (line + "\n").encode()
         with self._lock:
-            while data:
-                data = data[os.write(self._fd, data) :]
-            now = time.monotonic()
-            if self._each_line or now - self._synced_at >= _BATCH_FSYNC_INTERVAL:
-                os.fsync(self._fd)
-                self._synced_at, self._dirty = now, False
-            else:
-                self._dirty = True
+            size = os.fstat(self._fd).st_size
+            try:
+                self._write(data)
+            except OSError:
+                _truncate_quietly(self._fd, size)
+                raise
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            data = data[os.write(self._fd, data) :]
+        now = time.monotonic()
+        if self._each_line or now - self._synced_at >= _BATCH_FSYNC_INTERVAL:
+            os.fsync(self._fd)
+            self._synced_at, self.unsynced = now, 0
+        else:
+            self.unsynced += 1
 
     def close(self) -> None:
+        """Sync what is not synced yet and close (releasing the lock); OSError if the sync fails."""
         with self._lock:
             fd, self._fd = self._fd, -1
             if fd < 0:
                 return
             try:
-                if self._dirty:
+                if self.unsynced:
                     os.fsync(fd)
+                    self.unsynced = 0
             finally:
                 os.close(fd)  # also releases the lock
 
 
+def _reason(exc: OSError) -> str:
+    return f"{exc.strerror or exc} (errno {exc.errno})" if exc.errno else str(exc)
+
+
+def _open_for_append(path: str) -> int:
+    try:
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)  # Windows: no \r\n
+        return os.open(path, flags, 0o644)
+    except OSError as exc:
+        hint = ""
+        if os.path.isfile(path) and os.access(path, os.R_OK):
+            hint = f" Its answers can still be read: llmkit.batch.merge_checkpoints([{path!r}])."
+        raise CheckpointError(
+            f"Cannot open the checkpoint {path} for writing: {_reason(exc)}. Nothing was sent; "
+            f"pass a checkpoint path in a folder that exists and is writable.{hint}"
+        ) from exc
+
+
 def _lock_exclusive(fd: int, path: str) -> None:
+    """Lock ``fd`` for this batch (flock on POSIX, LockFileEx on Windows, through filelock)."""
+    from filelock import lock_descriptor
+
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory lock
-        return
+        locked = lock_descriptor(fd, blocking=False)
+    except OSError as exc:
+        raise CheckpointError(
+            f"Cannot lock the checkpoint {path}: {_reason(exc)}. Put it on a local disk."
+        ) from exc
+    if not locked:
+        raise CheckpointError(
+            f"{path} is in use by another running batch. Wait for it to end, or pass another checkpoint file."
+        )
+
+
+def _read_all(fd: int, path: str) -> bytes:
+    """The whole file, read through the locked descriptor (Windows locks bar other handles)."""
+    chunks = []
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CheckpointError(f"{path} is in use by another running batch.") from None
+        os.lseek(fd, 0, os.SEEK_SET)
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    except OSError as exc:
+        message = f"Cannot read the checkpoint {path}: {_reason(exc)}. Nothing was sent."
+        raise CheckpointError(message) from exc
+    return b"".join(chunks)
+
+
+def _truncate_quietly(fd: int, size: int) -> None:
+    """Cut a line a failing disk took only part of; if even that fails, the next run drops it."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, size)
 
 
 def _fsync_dir(path: str) -> None:
@@ -264,18 +366,71 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _check_inputs(plan: list[_Item], records: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, str]:
-    """Each item's hash, after checking the checkpoint's records were made from these inputs."""
-    digests = {item.key: item.digest() for item in plan}
+def _check_inputs(
+    plan: list[_Item], records: Mapping[str, Mapping[str, Any]], where: str, inputs: InputDigest
+) -> dict[str, str]:
+    """Each item's digest, after checking the checkpoint's records were made from these inputs.
+
+    A record an older llmkit wrote (its hash covers the messages and the item's
+    own arguments only) is accepted when that hash still matches, with a warning.
+    """
+    digests = {item.key: inputs.of(item) for item in plan}
     unknown = [rec["id"] for key, rec in records.items() if key not in digests]
-    changed = [rec["id"] for key, rec in records.items() if key in digests and rec["hash"] != digests[key]]
+    changed: dict[str, list[Any]] = {}
+    legacy = 0
+    for item in plan:  # in input order, for the message
+        rec = records.get(item.key)
+        if rec is None:
+            continue
+        old = rec.get("hash")
+        if isinstance(old, str) and is_current(old):
+            reasons = changed_parts(old, digests[item.key])
+        else:
+            legacy += 1
+            reasons = [] if old == item.legacy_digest() else ["legacy"]
+        for reason in reasons:
+            changed.setdefault(reason, []).append(item.id)
     if unknown or changed:
-        raise CheckpointMismatchError(
-            f"{where} was written for other inputs: {len(changed)} items changed "
-            f"(ids {changed[:5]}), {len(unknown)} ids are not in this batch (ids {unknown[:5]}). "
-            "Nothing was changed; pass another checkpoint file, or delete this one to start over."
+        raise CheckpointMismatchError(_mismatch_message(where, changed, unknown, inputs.model_name))
+    if legacy:
+        logger.warning(
+            "%s: %d records were written by an older llmkit, whose hash covers only each item's "
+            "messages and own arguments; they are reused as they are. If the batch's model=, "
+            "system_prompt=, temperature= (or another argument) or an image's bytes changed since, "
+            "pass a new checkpoint file.",
+            where,
+            legacy,
         )
     return digests
+
+
+_REASONS = {
+    "messages": "other messages",
+    "arguments": "other arguments (model=, system_prompt=, temperature=, max_tokens=, tools, json_mode "
+    "or another keyword argument of the batch or the item, or the client's defaults)",
+    "response_model": "another response_model (this batch's is {model})",
+    "legacy": "other messages or other arguments of the item",
+}
+
+
+def _some(ids: list[Any]) -> str:
+    named = ", ".join(f"item {i!r}" for i in ids[:5])
+    return named + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+
+def _mismatch_message(where: str, changed: Mapping[str, list[Any]], unknown: list[Any], model: str) -> str:
+    said = [
+        f"{_some(ids)} {'was' if len(ids) == 1 else 'were'} answered for "
+        + _REASONS[reason].format(model=model)
+        for reason, ids in changed.items()
+    ]
+    if unknown:
+        said.append(f"{len(unknown)} ids are not in this batch ({_some(unknown)})")
+    return (
+        f"{where} was written for other inputs: {'; '.join(said)}. Nothing was changed or sent. "
+        "Run with the inputs it was written for to resume it, or pass a new checkpoint file "
+        "(or delete this one to start over)."
+    )
 
 
 def merge_checkpoints(paths: Iterable[str | os.PathLike[str]], *, response_model: Any = None) -> BatchResult:

@@ -1,4 +1,7 @@
-"""The items of a batch: parsing what the user passed, stable ids, input digests, shards."""
+"""The items of a batch: parsing what the user passed, stable ids, shards.
+
+Their input digests are :mod:`llmkit.batch.digest`.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ __all__ = ["plain_json", "shard_of"]
 
 
 def plain_json(value: Any) -> Any:
-    """JSON for what ``json`` cannot encode; also hashes an item's input (``_Item.digest``)."""
+    """JSON for what ``json`` cannot encode in a checkpoint record (and in legacy digests)."""
     if isinstance(value, Message):
         return value.to_dict()
     if isinstance(value, type):  # e.g. a pydantic model class
@@ -37,7 +40,12 @@ class _Item:
     def key(self) -> str:
         return str(self.id)
 
-    def digest(self) -> str:
+    def legacy_digest(self) -> str:
+        """The hash older llmkit versions wrote: the messages and the item's own arguments only.
+
+        Content parts went in by ``repr`` (an image without its bytes); the
+        current digest is :class:`llmkit.batch.digest.InputDigest`.
+        """
         inputs = [self.messages, self.kwargs]
         text = json.dumps(inputs, sort_keys=True, default=plain_json, ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:24]

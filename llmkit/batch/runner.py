@@ -13,7 +13,9 @@ of them would take hundreds of MB).
 **Checkpoint.** ``checkpoint="run.jsonl"`` records each finished item as it
 finishes, so a rerun with the same file skips what succeeded and a kill loses
 at most the ``concurrency`` answers in flight; the file, its records and its
-guarantees are :mod:`llmkit.batch.checkpoint`.
+guarantees are :mod:`llmkit.batch.checkpoint`. A checkpoint write that fails
+(a full disk) stops new items, lets those in flight finish, and raises
+:class:`~llmkit.batch.CheckpointError` whose ``.result`` holds every answer.
 
 **Ctrl-C.** No new item starts, queued ones are cancelled, the items in
 flight finish and are recorded (a second Ctrl-C abandons them: they are
@@ -45,19 +47,22 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from llmkit.batch.checkpoint import (
+    CheckpointError,
     _check_inputs,
     _CheckpointFile,
     _error_record,
     _loaded,
     _ok_record,
+    _reason,
     checkpoint_path,
 )
+from llmkit.batch.digest import InputDigest
 from llmkit.batch.items import _Item, _plan
 from llmkit.batch.progress import _Progress, _sigint_to_flag
 from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
@@ -83,6 +88,7 @@ class _Options:
     retry_failed: bool
     concurrency: int
     kwargs: dict[str, Any]
+    client_defaults: dict[str, Any]
 
 
 class _Runner:
@@ -103,6 +109,8 @@ class _Runner:
         self.first_error: BaseException | None = None
         self.digests: dict[str, str] = {}
         self.store: _CheckpointFile | None = None
+        self.disk_error: OSError | None = None  # the checkpoint could not take a line
+        self.unsaved = 0  # finished items the checkpoint does not hold (after a disk error)
         self.progress: _Progress | None = None
 
     def run(self) -> None:
@@ -119,8 +127,23 @@ class _Runner:
             if self.interrupted.is_set():
                 self._drain_after_interrupt(abandon)
                 raise BatchInterrupted(self.result()) from None
+        if self.disk_error is not None:
+            raise self.disk_fault(self.disk_error) from self.disk_error
         if self.first_error is not None:
             raise self.first_error
+
+    def disk_fault(self, error: OSError) -> CheckpointError:
+        """The CheckpointError for a disk that failed, carrying every answer received."""
+        assert self.store is not None
+        result = self.result()
+        return CheckpointError(
+            f"Could not write to the checkpoint {self.store.path}: {_reason(error)}. The batch stopped "
+            f"starting items and finished those in flight; this error's .result holds every answer "
+            f"received ({result.succeeded}), {self.unsaved} of them not in the file. Free disk space "
+            "(or make the file writable) and run again with the same file to send the rest; items "
+            "not in the file are sent again, so keep what .result holds.",
+            result=result,
+        )
 
     def result(self) -> BatchResult:
         return BatchResult(self.ids, self.values, self.responses, self.skipped)
@@ -134,7 +157,7 @@ class _Runner:
             self._collect()
 
     def _may_start(self) -> bool:
-        return self.first_error is None and not self.interrupted.is_set()
+        return self.first_error is None and self.disk_error is None and not self.interrupted.is_set()
 
     def _cancel_queued(self) -> None:
         for future in list(self.pending):
@@ -220,16 +243,31 @@ class _Runner:
         self.values[item.pos] = response if parsed is None else parsed
         self.responses[item.pos] = response
         if self.store is not None:
-            self.store.append(_ok_record(item, self.digests[item.key], response, parsed))
+            self._save(_ok_record(item, self.digests[item.key], response, parsed))
         assert self.progress is not None
         self.progress.advance(response)
+
+    def _save(self, record: dict[str, Any]) -> None:
+        """Append a finished item to the checkpoint; once the disk failed, keep it in memory only."""
+        assert self.store is not None
+        if self.disk_error is None:
+            try:
+                self.store.append(record)
+                return
+            except OSError as exc:
+                self.disk_error = exc
+                logger.warning(
+                    "checkpoint %s: %s; starting no more items, keeping the answers in memory",
+                    self.store.path, _reason(exc),
+                )  # fmt: skip
+        self.unsaved += 1
 
     def _record_error(self, item: _Item, exc: BaseException) -> None:
         status = getattr(exc, "status_code", None)
         error = ItemError(item.id, item.index, type(exc).__name__, str(exc), status, exc)
         self.values[item.pos] = error
         if self.store is not None:
-            self.store.append(_error_record(item, self.digests[item.key], error))
+            self._save(_error_record(item, self.digests[item.key], error))
         assert self.progress is not None
         self.progress.advance(None)
         if self.options.on_error == "raise" and self.first_error is None:
@@ -255,7 +293,9 @@ def _check_options(on_error: str, fsync: str, concurrency: int | None, shard: tu
 def _resume(runner: _Runner, plan: list[_Item], store: _CheckpointFile) -> None:
     """Check the checkpoint belongs to ``plan`` and load its finished items into ``runner``."""
     records, end, size = store.open()
-    runner.digests = _check_inputs(plan, records, store.path)
+    options = runner.options
+    inputs = InputDigest(options.kwargs, options.response_model, options.client_defaults)
+    runner.digests = _check_inputs(plan, records, store.path, inputs)
     if end < size:
         store.cut(end)
     for item in plan:
@@ -285,29 +325,61 @@ def run_batch(
     shard: tuple[int, int] | None = None,
     retry_failed: bool = True,
     fsync: str = "line",
+    client_defaults: Mapping[str, Any] | None = None,
     **complete_kwargs: Any,
 ) -> BatchResult:
-    """Run ``items`` through ``submit``, at most ``concurrency`` at a time; see :meth:`LLMClient.batch`."""
+    """Run ``items`` through ``submit``, at most ``concurrency`` at a time; see :meth:`LLMClient.batch`.
+
+    ``client_defaults``: what the client fills in where the batch and the item
+    say nothing (``{"provider", "model", "system_prompt", "temperature",
+    "max_tokens"}``); part of each item's checkpoint digest, so a checkpoint
+    is not reused after the client's model changed.
+    """
     _check_options(on_error, fsync, concurrency, shard)
     plan = _plan(items, shard)
     concurrency = concurrency or 8
-    options = _Options(response_model, on_error, retry_failed, concurrency, complete_kwargs)
+    options = _Options(
+        response_model, on_error, retry_failed, concurrency, complete_kwargs, dict(client_defaults or {})
+    )
     runner = _Runner(submit, plan, options)
     store = None if checkpoint is None else _CheckpointFile(checkpoint_path(checkpoint, shard), fsync)
     try:
-        if store is not None:
-            _resume(runner, plan, store)
-            runner.store = store
-        runner.queue.extend(item for item in plan if runner.values[item.pos] is None)
-        logger.info(
-            "batch: %d items, %d from the checkpoint, concurrency %d", len(plan), runner.skipped, concurrency
-        )
-        runner.progress = _Progress(progress, len(plan), runner.values, runner.responses)
+        _resume_and_run(runner, plan, store, progress)
+    except BaseException:
+        _close_quietly(store)
+        raise
+    if store is not None:
         try:
-            runner.run()
-        finally:
-            runner.progress.close()
-    finally:
-        if store is not None:
             store.close()
+        except OSError as exc:
+            runner.unsaved = store.unsynced  # written, but perhaps not on disk
+            raise runner.disk_fault(exc) from exc
     return runner.result()
+
+
+def _resume_and_run(
+    runner: _Runner, plan: list[_Item], store: _CheckpointFile | None, progress: bool
+) -> None:
+    if store is not None:
+        _resume(runner, plan, store)
+        runner.store = store
+    runner.queue.extend(item for item in plan if runner.values[item.pos] is None)
+    logger.info(
+        "batch: %d items, %d from the checkpoint, concurrency %d",
+        len(plan), runner.skipped, runner.options.concurrency,
+    )  # fmt: skip
+    runner.progress = _Progress(progress, len(plan), runner.values, runner.responses)
+    try:
+        runner.run()
+    finally:
+        runner.progress.close()
+
+
+def _close_quietly(store: _CheckpointFile | None) -> None:
+    """Close on the way out of an error, which stays the one raised."""
+    if store is None:
+        return
+    try:
+        store.close()
+    except OSError as exc:
+        logger.warning("checkpoint %s: the last lines may not be on disk: %s", store.path, _reason(exc))

@@ -6,7 +6,8 @@ business. Any object with these methods works as a backend::
     get(key) -> str | None     set(key, value) -> None     delete(key) -> None
     clear() -> None            close() -> None
 
-The key is the SHA-256 of the normalized request: provider, model, system
+The key is the SHA-256 of the normalized request: provider, the endpoint
+(the base URL, when it is not the provider's default), model, system
 prompt, messages (role, content, name, tool_call_id), temperature,
 max_tokens, stop, the extra provider parameters, and the JSON schema of
 ``response_model`` when one is set. Timeouts and retry settings are not part
@@ -137,9 +138,14 @@ def response_schema(response_model: Any) -> Any:
     return TypeAdapter(response_model).json_schema()
 
 
-def cache_key(provider: str, request: Request) -> str:
-    """The SHA-256 (hex) of the normalized request; raises UncacheableError if it cannot be."""
-    doc = {
+def cache_key(provider: str, request: Request, endpoint: str | None = None) -> str:
+    """The SHA-256 (hex) of the normalized request; raises UncacheableError if it cannot be.
+
+    ``endpoint`` is the base URL the request goes to, None for the provider's
+    default: two servers under one provider name (a proxy and the real API,
+    two local models) never share answers.
+    """
+    doc: dict[str, Any] = {
         "v": FORMAT_VERSION,
         "provider": provider,
         "model": request.model,
@@ -153,6 +159,8 @@ def cache_key(provider: str, request: Request) -> str:
     }
     if request.tools or request.tool_choice is not None or request.json_mode:  # absent: keys unchanged
         doc["tools"] = [request.tools, request.tool_choice, request.json_mode]
+    if endpoint is not None:  # absent for the provider's default endpoint: keys unchanged
+        doc["endpoint"] = endpoint.rstrip("/")
     if any(m.tool_calls for m in request.messages):
         doc["tool_calls"] = [m.tool_calls for m in request.messages]
     try:

@@ -46,6 +46,7 @@ class CacheMiddleware:
         backend: the cache; None: only calls with ``cache=True`` are cached
             (in ``default_factory()``'s backend, made on first need).
         provider: the provider's name, part of the key.
+        endpoint: the base URL calls go to (None: the provider's default), part of the key.
         default_factory: makes the backend for ``cache=True`` calls when
             ``backend`` is None (default: :class:`SQLiteCache` at the default path).
         owns_backend: True if :meth:`close` should close ``backend`` too.
@@ -56,18 +57,21 @@ class CacheMiddleware:
         backend: CacheBackend | None,
         provider: str,
         *,
+        endpoint: str | None = None,
         default_factory: Callable[[], CacheBackend] = _default_backend,
         owns_backend: bool = False,
     ) -> None:
         self.backend = backend
         self._owns_backend = owns_backend
         self.provider = provider
+        self.endpoint = endpoint
         self._default_factory = default_factory
         self._default: CacheBackend | None = None
         self._lock = threading.Lock()
         self._warned = False
 
     def __repr__(self) -> str:
+        # No endpoint: a base URL may hold credentials (https://user:token@host).
         return f"CacheMiddleware(backend={self.backend!r}, provider={self.provider!r})"
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
@@ -91,8 +95,10 @@ class CacheMiddleware:
         return None if backend is None or key is None else self._get(backend, key, request)
 
     @classmethod
-    def for_client(cls, cache: Any, provider: str) -> CacheMiddleware:
+    def for_client(cls, cache: Any, provider: str, endpoint: str | None = None) -> CacheMiddleware:
         """The middleware for a client's ``cache=`` argument (see :func:`llmkit.cache.make_cache`).
+
+        ``endpoint``: the client's base URL when it is not the provider's default.
 
         A backend the client made from True, a path or a URL is closed with
         the client; a backend instance passed in stays open (its owner closes it).
@@ -100,7 +106,8 @@ class CacheMiddleware:
         from llmkit.cache import make_cache
 
         backend = make_cache(cache)
-        return cls(backend, provider, owns_backend=backend is not None and backend is not cache)
+        owns = backend is not None and backend is not cache
+        return cls(backend, provider, endpoint=endpoint, owns_backend=owns)
 
     def close(self) -> None:
         """Close the backends this middleware made or owns (never one it was only given). Idempotent."""
@@ -134,7 +141,7 @@ class CacheMiddleware:
 
     def _key(self, request: Request) -> str | None:
         try:
-            return cache_key(self.provider, request)
+            return cache_key(self.provider, request, self.endpoint)
         except UncacheableError as exc:
             logger.debug("not caching a call to %r: %s", request.model, exc)
             return None
