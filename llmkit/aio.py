@@ -40,7 +40,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkit.client import LLMClient
-from llmkit.engine.loop import current_cancel
 from llmkit.manager import LLMManager, LLMProvider
 from llmkit.manager import get_llm_manager as _get_sync_manager
 
@@ -57,33 +56,18 @@ _T = TypeVar("_T")
 _END = object()  # a finished stream (StopIteration cannot cross a Future)
 
 
-def _with_cancel(
-    cancel: threading.Event, fn: Callable[..., _T], args: tuple[Any, ...], kw: dict[str, Any]
-) -> _T:
-    """Run ``fn`` in a worker thread with ``cancel`` as the thread's cancel event."""
-    token = current_cancel.set(cancel)
-    try:
-        return fn(*args, **kw)
-    finally:
-        current_cancel.reset(token)
-
-
-def _read(stream_ref: weakref.ref[TextStream], cancel: threading.Event) -> Any:
+def _read(stream_ref: weakref.ref[TextStream]) -> Any:
     """One chunk of a blocking stream, in a worker thread (``_END`` once it is over)."""
     stream = stream_ref()
     if stream is None:
         return _END
-    token = current_cancel.set(cancel)
-    try:
-        return next(stream, _END)
-    finally:
-        current_cancel.reset(token)
+    return next(stream, _END)
 
 
 async def _run_cancellable(pool: KeyPool, fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
     """Await ``fn(*args, **kw)`` on the pool's threads; cancelling stops its wait for a key."""
     cancel = threading.Event()
-    future = pool.executor().submit(_with_cancel, cancel, fn, args, kw)
+    future = pool.executor().submit(fn, *args, _cancel=cancel, **kw)
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
@@ -100,10 +84,10 @@ class AsyncTextStream:
     closing an idle stream releases its key at once.
     """
 
-    def __init__(self, stream: TextStream, pool: KeyPool) -> None:
+    def __init__(self, stream: TextStream, pool: KeyPool, cancel: threading.Event) -> None:
         self._stream = stream
         self._pool = pool
-        self._cancel = threading.Event()
+        self._cancel = cancel
         self._reading: Future[Any] | None = None
         self._finished = False
 
@@ -118,7 +102,7 @@ class AsyncTextStream:
             raise StopAsyncIteration
         # The worker gets a weak reference: a stream dropped by its reader is closed at once,
         # not whenever the worker thread lets go of its finished work item.
-        read = self._reading = self._pool.executor().submit(_read, weakref.ref(self._stream), self._cancel)
+        read = self._reading = self._pool.executor().submit(_read, weakref.ref(self._stream))
         try:
             item = await asyncio.wrap_future(read)
         except asyncio.CancelledError:
@@ -254,7 +238,9 @@ class AsyncLLMClient:
 
     def stream(self, messages: MessagesInput, **kwargs: Any) -> AsyncTextStream:
         """Stream the answer: ``async for text in client.stream(...)``. Nothing is sent until iterated."""
-        return AsyncTextStream(self.sync_client.stream(messages, **kwargs), self._pool)
+        cancel = threading.Event()
+        stream = self.sync_client.stream(messages, _cancel=cancel, **kwargs)
+        return AsyncTextStream(stream, self._pool, cancel)
 
     def stream_complete(self, messages: MessagesInput, **kwargs: Any) -> AsyncTextStream:
         """The spec's name for :meth:`stream`."""

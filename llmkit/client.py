@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llmkit.engine.loop import Dispatcher
+from llmkit.engine.loop import RetryLoop
 from llmkit.engine.pool import KeyPool
 from llmkit.errors import ConfigurationError
 from llmkit.fallback import Fallbacks
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from llmkit.config import LLMConfig, PoolConfig, RateLimit, RetryPolicy, Settings
     from llmkit.costs import PriceTable
     from llmkit.engine.clock import Clock
-    from llmkit.engine.limiter import SharedLimits
+    from llmkit.engine.shared import SharedLimits
 
 __all__ = ["LLMClient"]
 
@@ -173,7 +173,7 @@ class LLMClient:
             clock=clock,
             shared_limits=shared_limits,
         )
-        self._dispatch = Dispatcher(
+        self._loop = RetryLoop(
             self._pool,
             retry,
             acquire_timeout=pool_config.acquire_timeout,
@@ -213,6 +213,7 @@ class LLMClient:
     def _request(self, messages: MessagesInput, kwargs: dict[str, Any], stream: bool = False) -> Request:
         d = self.defaults
         get = kwargs.pop
+        cancel = get("_cancel", None)  # the async layer's: stops this call's waits once set
         request = build_request(
             messages,
             model=get("model", None) or self.model,
@@ -229,6 +230,7 @@ class LLMClient:
             tool_choice=get("tool_choice", None),
             json_mode=get("json_mode", False),
             extra=kwargs,
+            cancel=cancel,
         )
         self._adapter.check_request(request)
         return request
@@ -265,8 +267,8 @@ class LLMClient:
         if request.response_model is not None:
             from llmkit.structured import run_structured
 
-            return run_structured(self._dispatch, request)
-        return self._dispatch.execute(request)
+            return run_structured(self._loop, request)
+        return self._loop.execute(request, cancel=request.cancel)
 
     def stream(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """Stream the answer: iterate for text; ``usage`` is set once it ends."""
@@ -280,8 +282,9 @@ class LLMClient:
             if stream is not None:
                 stream.cost = cost
 
-        stream = TextStream(_settled(self._dispatch.stream(request), charge), provider=self.provider,
-                            model=request.model, on_end=_observer(request, self._middleware))  # fmt: skip
+        deltas = _settled(self._loop.stream(request, request.cancel), charge)
+        stream = TextStream(deltas, provider=self.provider, model=request.model,
+                            on_end=_observer(request, self._middleware))  # fmt: skip
         stream_ref = weakref.ref(stream)  # no cycle: an abandoned stream releases its key at once
         return stream
 
@@ -339,8 +342,14 @@ class LLMClient:
         return run_batch(
             self.submit, items, response_model=response_model, progress=progress, checkpoint=checkpoint,
             on_error=on_error, concurrency=concurrency, shard=shard, retry_failed=retry_failed,
-            fsync=fsync, **kwargs,
+            fsync=fsync, client_defaults=self._batch_defaults(), **kwargs,
         )  # fmt: skip
+
+    def _batch_defaults(self) -> dict[str, Any]:
+        """What this client adds to every item (part of a checkpoint's record of the inputs)."""
+        d = self.defaults
+        return {"provider": self.provider, "model": self.model, "system_prompt": d.system_prompt,
+                "temperature": d.temperature, "max_tokens": d.max_tokens}  # fmt: skip
 
     # -- pool ----------------------------------------------------------------------
 

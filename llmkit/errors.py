@@ -9,9 +9,12 @@ tree at the boundary, in ``llmkit.providers``, and chained with ``from exc``::
     ├── AuthenticationError         401: the key is wrong or revoked
     ├── PermissionDeniedError       403: the key may not do this
     ├── InvalidRequestError         400/404/413/422: fix the request, do not retry
+    │   └── RequestTooLargeError    it could never fit in a key's per-minute limits
     ├── RateLimitError              429, carries ``retry_after``
+    ├── QuotaExceededError          out of credit or quota: the key is disabled
     ├── ProviderError               5xx from the provider
-    │   └── OverloadedError         Anthropic's 529 "overloaded_error"
+    │   ├── OverloadedError         Anthropic's 529 "overloaded_error"
+    │   └── MalformedResponseError  a 2xx reply that cannot be read (billed: not retried)
     ├── NetworkError                the connection failed or was dropped
     │   └── RequestTimeoutError     no complete answer within the timeout
     ├── StreamError                 a stream broke after text was yielded
@@ -41,6 +44,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidRequestError",
     "LLMError",
+    "MalformedResponseError",
     "NetworkError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -48,8 +52,10 @@ __all__ = [
     "PoolError",
     "PoolExhaustedError",
     "ProviderError",
+    "QuotaExceededError",
     "RateLimitError",
     "RequestTimeoutError",
+    "RequestTooLargeError",
     "StreamError",
     "StructuredOutputError",
 ]
@@ -140,10 +146,34 @@ class InvalidRequestError(LLMError, ValueError):
     """The request itself is wrong (400, 404, 413, 422, or caught locally)."""
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request needs more than a key's per-minute limit allows: it could never be sent.
+
+    Raised before anything is sent; the message names the numbers.
+    """
+
+
 class RateLimitError(LLMError):
-    """429: the provider's limit was hit. ``retry_after`` says for how long."""
+    """429: the provider's limit was hit. ``retry_after`` says for how long.
+
+    Inside llmkit a 429 is a wait, not a failure: the call waits (on another key
+    or after ``retry_after``) until its deadline. Raised to the caller when that
+    wait would pass the deadline. Adapters may also set ``limits`` (what the
+    429's own rate-limit headers said) and ``limit`` (the per-minute limit the
+    error names, as Gemini's QuotaFailure does).
+    """
 
     retryable = True
+    limits: Any = None
+    limit: float | None = None
+
+
+class QuotaExceededError(LLMError):
+    """The key is out of credit or quota (OpenAI's 429 ``insufficient_quota``, a billing error).
+
+    Not a rate limit: waiting does not help. The key is disabled, with the reason
+    in ``status()``, and the call moves on to the other keys.
+    """
 
 
 class ProviderError(LLMError):
@@ -154,6 +184,17 @@ class ProviderError(LLMError):
 
 class OverloadedError(ProviderError):
     """Anthropic's 529: the service is overloaded for everyone."""
+
+
+class MalformedResponseError(ProviderError):
+    """The provider answered 2xx but the reply cannot be read (no choices, broken JSON).
+
+    The provider has billed it, so it is not retried by default
+    (``RetryPolicy(retry_malformed=True)`` retries it); it is not counted
+    against the key's health, and its tokens stay spent.
+    """
+
+    retryable = False
 
 
 class NetworkError(LLMError):

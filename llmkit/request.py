@@ -8,6 +8,7 @@ spent.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,11 @@ from llmkit.types import Message, MessageRole, MessagesInput, normalize_messages
 if TYPE_CHECKING:
     from llmkit.tools import ToolChoice, ToolSpec
 
-__all__ = ["Request", "build_request"]
+__all__ = ["DEFAULT_MAX_TOKENS", "Request", "build_request"]
+
+DEFAULT_MAX_TOKENS = 1024
+"""Output tokens assumed when neither the call nor the settings give ``max_tokens``: what the
+limiter reserves and the budget prices, and what is sent where a provider requires a number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class Request:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     json_mode: bool = False
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
+    """Set by whoever may cancel this call (the async layer): a wait for a key or a backoff stops."""
 
     def with_changes(self, **changes: Any) -> Request:
         """A copy with some fields replaced (requests are immutable)."""
@@ -148,6 +155,7 @@ def build_request(
     tools: Any = None,
     tool_choice: Any = None,
     json_mode: bool = False,
+    cancel: threading.Event | None = None,
 ) -> Request:
     """Validate and normalize one call. Raises InvalidRequestError on bad input."""
     normalized = normalize_messages(messages)
@@ -176,6 +184,7 @@ def build_request(
         tools=specs,
         tool_choice=choice,
         json_mode=json_mode,
+        cancel=cancel,
     )
 
 

@@ -90,11 +90,11 @@ def config_error(func: Any, *args: Any, **kwargs: Any) -> str:
 def test_defaults() -> None:
     assert LLMConfig().to_dict() == {}
     limit = RateLimit()
-    assert limit.is_unlimited and limit.burst_seconds == 60.0
+    assert limit.is_unlimited and limit.burst_seconds is None and limit.group is None  # adaptive burst
     assert limit.expected_output_tokens is None
     retry = RetryPolicy()
     assert (retry.max_retries, retry.base_delay, retry.max_delay, retry.multiplier) == (3, 1, 60, 2)
-    assert retry.max_time is None and retry.jitter is True
+    assert retry.max_time is None and retry.jitter is True and retry.retry_malformed is False
     assert retry.retry_statuses == frozenset({408, 409, 429, 500, 502, 503, 504, 529})
     pool = PoolConfig()
     assert (pool.min_size, pool.max_size, pool.acquire_timeout) == (1, None, 30.0)

@@ -36,8 +36,9 @@ def client(provider: str, srv: FakeLLMServer, **kw: Any) -> LLMClient:
     return LLMClient(provider, base_url=url, settings=NO_ENV, metrics=False, **kw)
 
 
-def remaining(c: LLMClient, bucket: str) -> float:
-    return float(c.status()["client_statuses"][0]["remaining"][bucket])
+def server_word(c: LLMClient, lane: str) -> dict[str, Any]:
+    """What the key's limiter holds for one lane: its limit and the server's last remaining count."""
+    return dict(c.status()["client_statuses"][0]["limits"][lane])
 
 
 # --- Groq ------------------------------------------------------------------------------------
@@ -67,13 +68,13 @@ def test_groq_daily_request_headers_do_not_cap_the_minute_bucket(provider: str) 
     limit = RateLimit(requests_per_minute=100, tokens_per_minute=6000)
     with _limited_server() as server, client(provider, server, rate_limit=limit) as c:
         c.complete("hi", max_tokens=10)
-        requests_left = remaining(c, "requests")
-        tokens_left = remaining(c, "tokens")
-    assert tokens_left < 1100  # per-minute tokens: both obey the header (6000 without it)
-    if provider == "groq":
-        assert requests_left > 90  # Groq's requests header counts per day: ignored
-    else:
-        assert requests_left <= 5  # OpenAI's is per minute: obeyed
+        requests, tokens = server_word(c, "requests"), server_word(c, "tokens")
+    # per-minute tokens: both believe the server's smaller limit and its remaining count
+    assert tokens["per_minute"] == 1000 and tokens["server_remaining"] < 1000
+    if provider == "groq":  # Groq's requests headers count per day: ignored
+        assert requests["per_minute"] == 100 and requests["server_remaining"] is None
+    else:  # OpenAI's are per minute: believed
+        assert requests["per_minute"] == 5 and requests["server_remaining"] <= 4
 
 
 def test_groq_limit_state_reads_only_tokens() -> None:

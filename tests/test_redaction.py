@@ -239,7 +239,6 @@ def test_the_logging_middleware_redacts_the_failure_line(caplog: pytest.LogCaptu
     assert "abcdefgh1234" not in str(record.llmkit)  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(strict=True, reason="for the lead: the engine's _tag calls scrub_exception (issue 14 #13)")
 def test_through_the_client_no_fragment_reaches_the_error_or_the_log(
     server: FakeLLMServer, caplog: pytest.LogCaptureFixture
 ) -> None:

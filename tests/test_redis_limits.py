@@ -49,7 +49,7 @@ def client_for(server, shared, rate_limit, keys=KEYS, **kw):
 
 
 def test_two_pools_share_one_budget(server, redis_db):
-    limit = RateLimit(requests_per_minute=6)  # a whole minute's burst: 6 at once, then 1 per 10 s
+    limit = RateLimit(requests_per_minute=6, burst_seconds=60)  # a plain minute bucket: 6 at once
     first = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1], acquire_timeout=0.3)
     second = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1], acquire_timeout=0.3)
     for i in range(6):
@@ -63,13 +63,13 @@ def test_two_pools_share_one_budget(server, redis_db):
 
 
 def test_reservations_are_reconciled_in_redis(server, redis_db):
-    limit = RateLimit(input_tokens_per_minute=60_000, output_tokens_per_minute=60_000, send_allowance=0)
+    limit = RateLimit(input_tokens_per_minute=60_000, output_tokens_per_minute=60_000, burst_seconds=60)
     with client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1]) as client:
         response = client.complete("x" * 400, max_tokens=500)
-        limiter = client._pool.slots[0].limiter
+        link = client._pool.slots[0].limiter.shared
         import redis
 
-        stored = redis.Redis.from_url(redis_db).hgetall(limiter.redis_key)
+        stored = redis.Redis.from_url(redis_db).hgetall(link.redis_key)
     used_in, used_out = response.usage.input_tokens, response.usage.output_tokens
     level_in = float(stored[b"l:input_tokens"])
     level_out = float(stored[b"l:output_tokens"])
@@ -131,7 +131,7 @@ from llmkit import LLMClient, RateLimit
 client = LLMClient("openai", api_keys={keys!r}, base_url={url!r}, shared_limits={redis!r},
                    rate_limit=RateLimit(requests_per_minute=300, burst_seconds=1),
                    acquire_timeout=60, max_retries=10)
-client._pool._warm_up()  # import the SDK before the common start
+client._pool._ensure_warm()  # import the SDK before the common start
 time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
 def one(i):
     try:
@@ -222,7 +222,7 @@ def test_redis_down_and_back_with_local_fallback(server, caplog):
 def test_local_fallback_still_enforces_limits(server):
     shared = RedisLimits(f"redis://127.0.0.1:{_free_port()}/0", on_unavailable="local", socket_timeout=0.2)
     with client_for(
-        server, shared, RateLimit(requests_per_minute=2), keys=KEYS[:1], acquire_timeout=0.2
+        server, shared, RateLimit(requests_per_minute=2, burst_seconds=60), keys=KEYS[:1], acquire_timeout=0.2
     ) as client:
         client.complete("one")
         client.complete("two")
@@ -237,32 +237,57 @@ def test_bad_policy_is_a_configuration_error():
         RedisLimits("redis://127.0.0.1:1/0", on_unavailable="maybe")
 
 
-def test_shared_limiter_try_reserve_waits_when_empty(redis_db):
-    from llmkit.engine.clock import SystemClock
+def test_a_take_redis_refuses_is_given_back_and_nothing_is_sent(server, redis_db):
+    limit = RateLimit(requests_per_minute=60, burst_seconds=1)  # one request a second, shared
+    first = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1])
+    second = client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1], acquire_timeout=0.2)
+    with first, second:
+        first.complete("takes the only request of this second")
+        with pytest.raises(PoolExhaustedError):
+            second.complete("its own mirror says yes; Redis says no")
+        assert second.status()["client_statuses"][0]["in_flight"] == 0  # given back
+    assert server.stats()["total"] == 1
 
-    limiter = RedisLimits(redis_db).limiter(
-        RateLimit(requests_per_minute=60, burst_seconds=1, send_allowance=0), SystemClock(), "test:key-1"
-    )
-    reservation, wait = limiter.try_reserve(Cost())
-    assert reservation is not None and wait == 0
-    reservation2, wait2 = limiter.try_reserve(Cost())
-    assert reservation2 is None and 0 < wait2 <= 1.0
+
+def test_a_reask_takes_its_capacity_in_redis_too(server, redis_db):
+
+    limit = RateLimit(requests_per_minute=120, burst_seconds=1)  # 2 a second
+    with client_for(server, RedisLimits(redis_db), limit, keys=KEYS[:1]) as client:
+        pool = client._pool
+        lease = pool.acquire(Cost())
+        assert pool.extend(lease, Cost(), deadline=None)  # the second request of the second
+        pool.release_success(lease, None, None, None)
+        import redis
+
+        stored = redis.Redis.from_url(redis_db).hgetall(lease.slot.limiter.shared.redis_key)
+    assert float(stored[b"l:requests"]) < 0.1  # both were taken in Redis
 
 
-def test_shared_limiter_extensions_take_from_redis(redis_db):
-    from llmkit.engine.clock import SystemClock
+def test_what_was_learned_is_shared_through_redis(redis_db):
+    limits = ServerLimits(requests_per_minute=600, style="per_second")
+    with FakeLLMServer(limits=limits) as srv:
+        first = client_for(srv, RedisLimits(redis_db), None, keys=KEYS[:1])
+        with first:
+            first.complete("teaches the limits")  # no RateLimit: the headers say 600 a minute
+            second = client_for(srv, RedisLimits(redis_db), None, keys=KEYS[:1])
+            with second:
+                second.complete("asks Redis first")
+                lanes = second.status()["client_statuses"][0]["limits"]
+    assert lanes["requests"]["per_minute"] == 600 and lanes["requests"]["source"] == "learned"
 
-    def make():
-        return RedisLimits(redis_db).limiter(
-            RateLimit(requests_per_minute=120, burst_seconds=1, send_allowance=0), SystemClock(), "test:key-x"
-        )
 
-    first, other = make(), make()
-    reservation, _ = first.try_reserve(Cost())
-    assert reservation is not None and first.try_extend(reservation, Cost()) == 0.0  # both requests used
-    assert reservation.cost.requests == 2
-    assert other.try_reserve(Cost())[0] is None  # another process sees the key empty
-    first.force_extend(reservation, Cost())  # debt, in Redis too
-    assert reservation.cost.requests == 3
-    _, wait = other.try_reserve(Cost())
-    assert wait > 0.5  # a whole request of debt to refill first (2 a second)
+def test_redis_failing_after_a_paid_reply_keeps_the_reply(server, redis_db, monkeypatch, caplog):
+    import redis
+
+    shared = RedisLimits(redis_db)
+
+    def read_only(*args, **kwargs):  # the books after the reply: Redis failed over, read-only
+        raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+
+    shared._scripts["adjust"] = read_only
+    caplog.set_level(logging.WARNING)
+    with client_for(server, shared, RateLimit(requests_per_minute=600), keys=KEYS[:1]) as client:
+        assert client.complete("paid for").content == "paid for"  # the answer reaches the caller
+        assert client.status()["client_statuses"][0]["in_flight"] == 0
+        assert client._pool.slots[0].limiter.outbox  # the changes wait for the next push
+    assert "is unreachable (ReadOnlyError)" in caplog.text  # logged once, the reply untouched

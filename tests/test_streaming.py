@@ -215,7 +215,7 @@ def test_a_streams_token_reservation_is_reconciled_with_its_usage(server, provid
         requests_per_minute=100,
         input_tokens_per_minute=10_000,
         output_tokens_per_minute=6_000,
-        send_allowance=0,
+        burst_seconds=60,  # a plain bucket holding the minute: the books, not the pacing, are tested
     )
     with make(server, provider, rate_limit=limit, max_tokens=500, clock=FakeClock()) as client:
         before = client.status()["client_statuses"][0]["remaining"]

@@ -220,7 +220,7 @@ def test_structured_calls_from_many_threads(server, provider):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_pool_reconciles_the_summed_usage_even_when_validation_fails(server, provider):
-    limit = RateLimit(input_tokens_per_minute=50_000, output_tokens_per_minute=50_000, send_allowance=0)
+    limit = RateLimit(input_tokens_per_minute=50_000, output_tokens_per_minute=50_000, burst_seconds=60)
     with make(server, provider, keys=(KEY1,), rate_limit=limit, clock=FakeClock()) as client:
 
         def remaining() -> dict[str, float]:
@@ -299,7 +299,7 @@ def test_a_reask_waits_for_room_in_the_keys_requests_per_minute(server, provider
     import threading
 
     clock = FakeClock()
-    limit = RateLimit(requests_per_minute=60, burst_seconds=1, send_allowance=0)  # one request a second
+    limit = RateLimit(requests_per_minute=60, burst_seconds=1)  # one request a second
     if provider == "google":  # Gemini's JSON-schema mode answers with text
         server.script(json.dumps(NOT_PARIS), json.dumps(PARIS))
         client = LLMClient("google", api_keys=[KEY1], base_url=server.url, settings=load_settings(environ={}),
@@ -326,12 +326,12 @@ def test_a_reask_waits_for_room_in_the_keys_requests_per_minute(server, provider
 
 def test_a_failure_to_take_a_reasks_capacity_is_raised_not_swallowed(server, monkeypatch):
     from llmkit.backends.redis import SharedLimitsUnavailableError
-    from llmkit.engine.loop import Dispatcher
+    from llmkit.engine.loop import RetryLoop
 
-    def down(self, lease, cost):
+    def down(self, lease, cost, cancel=None):
         raise SharedLimitsUnavailableError("Redis is down and on_unavailable='fail'")
 
-    monkeypatch.setattr(Dispatcher, "extend", down)  # instructor's hooks would only warn about it
+    monkeypatch.setattr(RetryLoop, "extend", down)  # instructor's hooks would only warn about it
     server.script(not_paris(), paris())
     with make(server, "openai", keys=(KEY1,)) as client, pytest.raises(SharedLimitsUnavailableError):
         client.complete("Tell me about Paris", response_model=CityInfo)

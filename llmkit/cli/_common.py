@@ -141,7 +141,7 @@ def status_table(status: dict[str, Any]) -> str:
     )
     rows = []
     for s in status["client_statuses"]:
-        remaining = ", ".join(f"{k}={v:g}" for k, v in (s.get("remaining") or {}).items()) or "no limits"
+        remaining = _limits_text(s.get("limits") or {})
         rows.append(
             [
                 s["client_id"],
@@ -153,8 +153,17 @@ def status_table(status: dict[str, Any]) -> str:
                 remaining,
             ]
         )
-    headers = ["key", "state", "requests", "in flight", "errors", "cooldown", "capacity left"]
+    headers = ["key", "state", "requests", "in flight", "errors", "cooldown", "limits per minute"]
     return head + "\n" + table(headers, rows, right=(2, 3, 4, 5))
+
+
+def _limits_text(limits: dict[str, Any]) -> str:
+    """``requests=60 (learned)``: each limit, and where it came from when it was not configured."""
+    parts = []
+    for name, info in limits.items():
+        learned = "" if info.get("source") == "configured" else " (learned)"
+        parts.append(f"{name}={info.get('per_minute') or 0:g}{learned}")
+    return ", ".join(parts) or "no limits"
 
 
 def err(text: str) -> None:

@@ -248,11 +248,14 @@ class LLMConfig(ConfigModel, init=False):
 
 
 class RateLimit(ConfigModel, init=False):
-    """Limits of one API key, kept on the client side so that calls wait, not fail.
+    """Limits of one API key (or one group of keys), kept on the client side so calls wait, not fail.
 
-    Every limit is per key and per minute. ``None`` means no limit of that kind;
-    ``0`` is refused (use None). A bucket holds at most
-    ``limit * burst_seconds / 60``. Also known as ``RateLimitConfig``.
+    Give the per-minute numbers the provider's dashboard shows; nothing else
+    needs tuning. Every limit is per minute. ``None`` means no limit of that
+    kind; ``0`` is refused (use None). Sends are paced over the second, never
+    in a minute's burst, so a provider that enforces its per-minute number over
+    shorter windows is not crossed; the burst adapts to what the server takes
+    (see :mod:`llmkit.engine.limiter`). Also known as ``RateLimitConfig``.
     """
 
     requests_per_minute: _Int | None = Field(
@@ -272,22 +275,38 @@ class RateLimit(ConfigModel, init=False):
         validation_alias=AliasChoices("max_concurrent", "max_concurrent_requests"),
         description="Requests in flight at once, >= 1 (also accepted as "
         f"max_concurrent_requests). {_NO_LIMIT}.")
-    burst_seconds: _Float = Field(
-        default=60.0, gt=0, le=60,
-        description="How much of a minute's allowance may be spent at once, in seconds: "
-        "more than 0, at most 60. 60: the whole minute's allowance at once; 1: smoothed "
-        "per second. 0 and None are refused.")
+    burst_seconds: _Float | None = Field(
+        default=None, gt=0, le=60,
+        description="None (the default): the burst adapts, from one request up to a second of "
+        "the limit while the server takes it, halved on a 429 it did not expect. A number "
+        "(more than 0, at most 60) turns that off: a plain bucket holding that many seconds "
+        "of the limit (60: a minute's allowance at once, which strict providers refuse). "
+        "0 is refused.")
+    group: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Keys whose limits carry the same group name share one set of limits, "
+        "as a provider counts them (Gemini per project, Groq and OpenAI per organization). "
+        "None: each key has its own.")
     expected_output_tokens: _Int | None = Field(
         default=None, gt=0,
         description="Output tokens reserved before a call that gives no max_tokens, >= 1 "
         "(corrected with the real usage afterwards). None: reserve max_tokens, else a "
         "default. 0 is refused.")
-    send_allowance: float = Field(
-        default=0.05, ge=0, le=5,
-        description="Seconds a request may take to reach the provider after its key was "
-        "chosen. Near a full bucket the refill of that time is held back, so the local "
-        "picture never runs ahead of the provider's (which counts the request on arrival). "
-        "0: trust the timing exactly (tests on a fake clock).")
+    send_allowance: float | None = Field(
+        default=None, ge=0, le=5,
+        description="Accepted for files written for llmkit 0.1 and ignored (with a warning): "
+        "pacing leaves the room a request needs on its way to the provider.")
+
+    @model_validator(mode="after")
+    def _warn_ignored(self) -> RateLimit:
+        if self.send_allowance is not None:
+            import warnings
+
+            warnings.warn(
+                "RateLimit.send_allowance has no effect any more (sends are paced); remove it.",
+                DeprecationWarning, stacklevel=2,
+            )  # fmt: skip
+        return self
 
     @property
     def is_unlimited(self) -> bool:
@@ -310,7 +329,10 @@ class RetryPolicy(ConfigModel, init=False):
     """
 
     max_retries: _Int = Field(
-        default=3, ge=0, description="Retries after the first attempt, >= 0. 0: never retry.")
+        default=3, ge=0,
+        description="Retries after the first attempt for 5xx, network errors and timeouts, >= 0. "
+        "0: never retry. A 429 spends none (it is a wait: the call waits for a key until its "
+        "deadline); nor does moving off a key that was refused (401, 403, out of credit).")
     base_delay: _Float = Field(
         default=1.0, ge=0, validation_alias=AliasChoices("base_delay", "retry_delay"),
         description="Seconds before the first retry, >= 0 (also accepted as retry_delay). "
@@ -321,11 +343,16 @@ class RetryPolicy(ConfigModel, init=False):
         default=2.0, ge=1, description="Growth of the wait per retry, >= 1. 1: a constant wait.")
     max_time: _Float | None = Field(
         default=None, gt=0,
-        description="Seconds allowed for all attempts of one call, > 0 (0 is refused). "
-        "None: no overall limit.")
+        description="Seconds allowed for a whole call, its attempts and every wait (for a key, "
+        "after a 429, between retries) together, > 0 (0 is refused); no wait passes it. "
+        "None: no overall limit (waits for a key still end at acquire_timeout).")
     jitter: bool = Field(
         default=True, description="Randomize waits so that threads do not retry in step. "
         "Jitter only ever adds to a server's Retry-After. False: exact waits.")
+    retry_malformed: bool = Field(
+        default=False,
+        description="Retry a 2xx reply that cannot be read (no choices, broken JSON). The "
+        "provider has billed it, so False (the default) raises MalformedResponseError at once.")
     retry_statuses: frozenset[Annotated[int, Field(ge=100, le=599)]] = Field(
         default=frozenset({408, 409, 429, 500, 502, 503, 504, 529}),
         description="HTTP statuses worth retrying (100-599). Empty: no status is retried.")

@@ -17,6 +17,7 @@ from llmkit.costs.prices import _PER_TOKEN, PriceTable
 from llmkit.costs.usage import UsageTracker
 from llmkit.engine.estimate import estimate_input_tokens, heuristic_tokens
 from llmkit.errors import BudgetExceededError, ConfigurationError
+from llmkit.request import DEFAULT_MAX_TOKENS
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ __all__ = ["DEFAULT_OUTPUT_TOKENS", "CostMiddleware"]
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-DEFAULT_OUTPUT_TOKENS = 1024
+DEFAULT_OUTPUT_TOKENS = DEFAULT_MAX_TOKENS  # one number for the limiter, the budget and Anthropic
 
 
 class CostMiddleware:

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from llmkit.errors import LLMError
+from llmkit.errors import LLMError, MalformedResponseError
 
 if TYPE_CHECKING:
     from llmkit.config import RetryPolicy
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = [
     "backoff_delays",
     "is_retryable",
+    "rate_limit_cooldown",
     "retry_after_wait",
 ]
 
@@ -34,10 +35,45 @@ def retry_after_wait(retry_after: float, rng: random.Random | None = None) -> fl
     return retry_after + (rng or random).uniform(0.0, spread)
 
 
+def rate_limit_cooldown(error: LLMError, rng: random.Random | None, fallback: float) -> float:
+    """How long a 429 rests its key: the server's Retry-After plus jitter (never less).
+
+    A whole-second Retry-After (Anthropic sends integers) is replaced by the
+    429's own reset headers when they say, to the millisecond, that the
+    exhausted limit comes back sooner. With neither, ``fallback`` (a backoff delay).
+    """
+    retry_after = error.retry_after
+    precise = _exhausted_reset(getattr(error, "limits", None))
+    if retry_after is None:
+        base = fallback if precise is None else precise
+    elif precise is not None and precise < retry_after and retry_after >= 1 and retry_after.is_integer():
+        base = precise
+    else:
+        base = retry_after
+    return retry_after_wait(base, rng)
+
+
+def _exhausted_reset(limits: Any) -> float | None:
+    """The latest reset among the limits a 429's headers show as used up (remaining < 1)."""
+    if limits is None:
+        return None
+    resets = []
+    for name in ("requests", "input_tokens", "output_tokens", "tokens"):
+        remaining, reset = getattr(limits, f"remaining_{name}", None), getattr(limits, f"reset_{name}", None)
+        if remaining is not None and reset is not None and remaining < 1 and 0 <= reset <= 600:
+            resets.append(float(reset))
+    return max(resets) if resets else None
+
+
 def is_retryable(error: BaseException, policy: RetryPolicy) -> bool:
-    """True for errors worth another attempt: 408, 409, 429, 5xx, 529, network, timeouts."""
+    """True for errors worth another attempt: 408, 409, 429, 5xx, 529, network, timeouts.
+
+    A malformed 2xx reply (billed) only with ``policy.retry_malformed``.
+    """
     if not isinstance(error, LLMError):
         return False
+    if isinstance(error, MalformedResponseError):
+        return policy.retry_malformed
     if error.status_code is not None:
         return error.status_code in policy.retry_statuses or error.status_code >= 500
     return error.retryable

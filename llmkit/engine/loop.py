@@ -1,142 +1,67 @@
 """The retry loop: acquire a key, send, release, and go round again when it is worth it.
 
-One :class:`Dispatcher` per client. ``execute`` runs a whole call in the
-caller's thread; ``stream`` does the same for a stream, retrying only before
-its first token.
+One :class:`RetryLoop` per client. :meth:`RetryLoop.execute` runs a whole
+call in the caller's thread; :meth:`RetryLoop.stream` does the same for a
+stream, retrying only before the stream has handed over any output. What
+comes after a failure (wait on the pool, back off, give up) is decided by
+:class:`~llmkit.engine.calls.CallState`; this module does the waiting and
+the I/O.
 
-Waiting between attempts:
-
-* a 429 cools its key down for the server's Retry-After (plus jitter, never
-  less) and drains its buckets; the next attempt goes straight to the pool,
-  which hands out another key at once if one is free, or waits for the first
-  key to cool down;
-* a 5xx, a network error or a timeout backs off exponentially with full
-  jitter (``backoff``'s generators) before the next attempt, which prefers
-  another key;
-* a 401/403 disables the key; the request moves to another key without
-  spending its retry budget (the key count bounds these).
+``send`` (what one attempt does with its key) defaults to the provider's
+``complete``; structured outputs pass their own, which may take more capacity
+on the same key for a re-ask through :meth:`RetryLoop.extend`.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
+import math
 import random
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from llmkit.engine.backoff import backoff_delays, is_retryable, retry_after_wait, retry_details
+from llmkit.engine.backoff import retry_details
+from llmkit.engine.calls import CallState, Decision
 from llmkit.engine.estimate import estimate_input_tokens
 from llmkit.engine.limiter import Cost
-from llmkit.engine.pool import KeyPool, Lease
-from llmkit.errors import (
-    AuthenticationError,
-    LLMError,
-    PermissionDeniedError,
-    PoolClosedError,
-    RateLimitError,
-    StreamError,
-)
-from llmkit.providers.base import ProviderReply, StreamDelta
-from llmkit.redaction import redact
-from llmkit.types import Response, Usage
+from llmkit.engine.outcomes import disables_key
+from llmkit.engine.slot import Lease
+from llmkit.errors import LLMError, PoolClosedError, RateLimitError, StreamError
+from llmkit.redaction import scrub_exception
+from llmkit.request import DEFAULT_MAX_TOKENS
 
 if TYPE_CHECKING:
     from llmkit.config import RetryPolicy
+    from llmkit.engine.pool import KeyPool
+    from llmkit.providers.base import ProviderReply, StreamDelta
     from llmkit.request import Request
+    from llmkit.types import Response, Usage
 
-__all__ = ["Dispatcher"]
+__all__ = ["RetryLoop", "Send"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 Hook = Callable[[dict[str, Any]], None]
-
-# The cancel event of the call running in this thread (set by llmkit.aio's workers), so a
-# cancelled asyncio task stops waiting for a key without a parameter through the middleware.
-current_cancel: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "llmkit_cancel", default=None
-)
-
-# Output tokens reserved when neither the call nor the settings say how many.
-DEFAULT_OUTPUT_RESERVATION = 1024
+Send = Callable[[Lease, "Request"], "ProviderReply"]
 
 
-class _Attempts:
-    """Counts one call's attempts and decides whether another is allowed."""
+class RetryLoop:
+    """Runs calls through a :class:`~llmkit.engine.pool.KeyPool` with retries (see the module)."""
 
-    def __init__(self, dispatcher: Dispatcher, policy: RetryPolicy) -> None:
-        self.dispatcher = dispatcher
-        self.policy = policy
-        self.tries = 0
-        self.started = dispatcher.pool.clock.now()
-        self.delays: Iterator[float] | None = None
-        self.avoid: int | None = None
-
-    def after_failure(self, lease: Lease, error: LLMError) -> None:
-        """Release the key, then return to retry or re-raise ``error`` to give up."""
-        d = self.dispatcher
-        cooldown = 0.0
-        if isinstance(error, RateLimitError):
-            cooldown = retry_after_wait(error.retry_after, d.rng) if error.retry_after else self._next_delay()
-        d.pool.release_failure(lease, error, cooldown)
-        self.avoid = lease.slot.index
-        if isinstance(error, (AuthenticationError, PermissionDeniedError)):
-            if d.pool.all_disabled():
-                d.hook(d.on_giveup, tries=self.tries, elapsed=0.0, wait=0.0, error=error)
-                raise error
-            self.tries -= 1  # moving off a dead key is not a retry
-            return
-        elapsed = d.pool.clock.now() - self.started
-        policy = self.policy
-        out_of_time = policy.max_time is not None and elapsed >= policy.max_time
-        if not is_retryable(error, policy) or self.tries > policy.max_retries or out_of_time:
-            d.hook(d.on_giveup, tries=self.tries, elapsed=elapsed, wait=0.0, error=error)
-            raise error
-        wait = 0.0
-        if not isinstance(error, RateLimitError):
-            wait = self._next_delay()
-            if error.retry_after is not None:
-                wait = max(wait, retry_after_wait(error.retry_after, d.rng))
-        d.hook(d.on_retry, tries=self.tries, elapsed=elapsed, wait=wait, error=error)
-        logger.info(
-            "retrying %s after %s (try %d, wait %.2f s)", d.pool.provider.name, error, self.tries, wait
-        )
-        d.pool.clock.sleep(wait)
-
-    def _next_delay(self) -> float:
-        if self.delays is None:
-            self.delays = backoff_delays(self.policy, self.dispatcher.rng)
-        return next(self.delays)
-
-
-class Dispatcher:
-    """Runs calls through a :class:`KeyPool` with retries."""
-
-    def __init__(
-        self,
-        pool: KeyPool,
-        retry: RetryPolicy,
-        *,
-        acquire_timeout: float | None,
-        default_output_tokens: int | None = None,
-        on_retry: Hook | None = None,
-        on_giveup: Hook | None = None,
-        rng: random.Random | None = None,
-    ) -> None:
+    def __init__(self, pool: KeyPool, retry: RetryPolicy, *, acquire_timeout: float | None,
+                 default_output_tokens: int | None = None, on_retry: Hook | None = None,
+                 on_giveup: Hook | None = None, rng: random.Random | None = None) -> None:  # fmt: skip
         self.pool = pool
         self.retry = retry
         self.acquire_timeout = acquire_timeout
-        self.default_output_tokens = default_output_tokens or DEFAULT_OUTPUT_RESERVATION
+        self.default_output_tokens = default_output_tokens or DEFAULT_MAX_TOKENS
         self.on_retry = on_retry
         self.on_giveup = on_giveup
         self.rng = rng or random.Random()
-
-    def hook(self, hook: Hook | None, *, tries: int, elapsed: float, wait: float, error: LLMError) -> None:
-        if hook is not None:
-            hook(retry_details(tries=tries, elapsed=elapsed, wait=wait, exception=error, key_id=error.key_id))
 
     def policy_for(self, request: Request) -> RetryPolicy:
         changes: dict[str, Any] = {}
@@ -153,125 +78,214 @@ class Dispatcher:
         output = request.max_tokens or self.default_output_tokens
         return Cost(1, estimate_input_tokens(request), output)
 
-    def _tag(self, error: LLMError, lease: Lease) -> LLMError:
-        error.key_id = lease.slot.key_id
-        error.provider = error.provider or self.pool.provider.name
-        error.message = redact(error.message, (lease.slot.secret,))
-        error.args = (error.message,)
-        return error
+    # -- one call -----------------------------------------------------------------------------
 
-    def execute(
-        self,
-        request: Request,
-        send: Callable[[Any, Request], ProviderReply] | None = None,
-        cancel: threading.Event | None = None,
-        on_lease: Callable[[Lease], None] | None = None,
-    ) -> Response:
-        """Run ``send`` (default: the provider's ``complete``) with a key, retrying as the policy says.
+    def execute(self, request: Request, send: Send | None = None,
+                cancel: threading.Event | None = None) -> Response:  # fmt: skip
+        """Run ``send`` (default: the provider's ``complete``) with a key, as the policy says.
 
-        ``cancel`` (default: :data:`current_cancel`), once set, stops a wait for a key.
-        ``on_lease`` is told each attempt's lease before ``send`` runs (a ``send``
-        that makes several requests takes more capacity on it with :meth:`extend`).
+        ``cancel``, once set, stops a wait for a key or a backoff sleep.
         """
-        send = send or self.pool.provider.complete
-        cancel = cancel if cancel is not None else current_cancel.get()
-        attempts = _Attempts(self, self.policy_for(request))
+        send = send or self._send_plain
+        call = self.start(request)
         cost = self.estimate(request)
+        self.pool.check_fits(cost)
         clock = self.pool.clock
         while True:
-            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
-            attempts.tries += 1
+            lease = self._acquire(call, cost, cancel)
+            call.tries += 1
+            started = clock.now()
             try:
-                if on_lease is not None:
-                    on_lease(lease)
-                client = lease.slot.client
-                started = clock.now()
-                reply = send(client, request)
+                reply = send(lease, request)
             except LLMError as error:
-                attempts.after_failure(lease, self._tag(error, lease))
+                self._after_failure(call, lease, self._tag(error, lease), cost, cancel)
                 continue
-            except BaseException:
-                self.pool.release_unknown(lease)
+            except BaseException as exc:
+                self.pool.release_unjudged(lease)
+                scrub_exception(exc, (lease.slot.secret,))
                 raise
-            response = reply.response
-            latency = clock.now() - started
-            self.pool.release_success(lease, response.usage, reply.limits, latency)
-            if self.pool.abandoned:
-                raise PoolClosedError(
-                    "The client was closed while this call was in flight and close() stopped "
-                    "waiting for it: the reply was discarded.",
-                    provider=self.pool.provider.name,
-                    key_id=lease.slot.key_id,
-                )
-            # The adapter built this response for us alone: stamping it in place
-            # is safe, and far cheaper than dataclasses.replace on the hot path.
-            stamp = object.__setattr__
-            stamp(response, "latency", latency)
-            stamp(response, "key_id", lease.slot.key_id)
-            stamp(response, "attempts", attempts.tries)
-            return response
+            return self._after_success(call, lease, reply, clock.now() - started)
 
-    def extend(self, lease: Lease, cost: Cost) -> bool:
+    def start(self, request: Request) -> CallState:
+        return CallState(self.policy_for(request), self.acquire_timeout, self.pool.clock.now(), self.rng)
+
+    def _send_plain(self, lease: Lease, request: Request) -> ProviderReply:
+        return self.pool.provider.complete(lease.client, request)
+
+    def _acquire(self, call: CallState, cost: Cost, cancel: threading.Event | None) -> Lease:
+        clock = self.pool.clock
+        now = clock.now()
+        try:
+            return self.pool.acquire(
+                cost, deadline=call.acquire_deadline(now), avoid=call.avoid, cancel=cancel, note=call.note()
+            )
+        finally:
+            call.waited += clock.now() - now
+
+    def _after_failure(self, call: CallState, lease: Lease, error: LLMError, cost: Cost,
+                       cancel: threading.Event | None) -> None:  # fmt: skip
+        """Release the key, then return to go round again, or raise ``error`` to give up."""
+        clock = self.pool.clock
+        now = clock.now()
+        decision = call.after_failure(error, now)
+        self.pool.release_failure(lease, error, decision.cooldown)
+        if disables_key(error) and self.pool.all_disabled():
+            decision = Decision(give_up=True)  # the last key went: the caller gets its own error
+        elif isinstance(error, RateLimitError) and not decision.give_up:
+            decision = self._wait_or_give_up(call, error, cost, decision, now)
+        call.avoid = lease.slot.index
+        elapsed = now - call.started
+        if decision.give_up:
+            self._hook(self.on_giveup, call, elapsed, 0.0, error)
+            raise error
+        self._hook(self.on_retry, call, elapsed, decision.sleep, error)
+        logger.info(
+            "%s %s: %s; %s", self.pool.provider.name, lease.slot.key_id, error.message[:200],
+            f"retry {call.retries} in {decision.sleep:.2f} s" if decision.sleep else
+            f"the key rests {decision.cooldown:.2f} s, the call waits for a key" if decision.cooldown else
+            "trying another key",
+        )  # fmt: skip
+        if decision.sleep and clock.sleep(decision.sleep, cancel):
+            raise CancelledError("cancelled during a backoff wait")
+
+    def _wait_or_give_up(self, call: CallState, error: RateLimitError, cost: Cost, decision: Decision,
+                         now: float) -> Decision:  # fmt: skip
+        """After a 429: give up at once, with the server's own error, when no key can be had
+        before the call's deadline (rather than wait that long to say so)."""
+        wait, certain = self.pool.wait_estimate(cost)
+        deadline = call.acquire_deadline(now)
+        left = math.inf if deadline is None else deadline - now
+        if not certain or wait <= left:
+            return decision
+        error.message += (
+            f" (the server asks to wait {wait:.1f} s, more than the {max(0.0, left):.1f} s this "
+            f"call has left; {call.note()})"
+        )
+        error.args = (error.message,)
+        error.retry_after = max(error.retry_after or 0.0, wait)
+        return Decision(give_up=True)
+
+    def _after_success(self, call: CallState, lease: Lease, reply: ProviderReply, latency: float) -> Response:
+        response = reply.response
+        counted = getattr(reply, "limit_input_tokens", None)
+        input_tokens, output_tokens = _usage_counts(response.usage, counted)
+        self.pool.release_success(lease, input_tokens, output_tokens, reply.limits)
+        self._check_not_abandoned(lease)
+        # The adapter built this response for us alone: stamping it in place is safe,
+        # and far cheaper than dataclasses.replace on the hot path.
+        stamp = object.__setattr__
+        stamp(response, "latency", latency)
+        stamp(response, "key_id", lease.slot.key_id)
+        stamp(response, "attempts", call.tries)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s %s: %.3f s, tokens %d/%d, attempt %d, waited %.3f s for a key",
+                self.pool.provider.name, lease.slot.key_id, response.model, latency,
+                response.usage.input_tokens, response.usage.output_tokens, call.tries, call.waited,
+            )  # fmt: skip
+        return response
+
+    def _check_not_abandoned(self, lease: Lease) -> None:
+        if self.pool.abandoned:
+            raise PoolClosedError(
+                "The client was closed while this call was in flight and close() stopped "
+                "waiting for it: the reply was discarded.",
+                provider=self.pool.provider.name,
+                key_id=lease.slot.key_id,
+            )
+
+    def _hook(self, hook: Hook | None, call: CallState, elapsed: float, wait: float, error: LLMError) -> None:
+        if hook is not None:
+            details = retry_details(tries=call.tries, elapsed=elapsed, wait=wait, exception=error,
+                                    key_id=error.key_id)  # fmt: skip
+            hook(details)
+
+    def _tag(self, error: LLMError, lease: Lease) -> LLMError:
+        """Say which key an error came from, and scrub that key from it and its whole chain."""
+        error.key_id = lease.slot.key_id
+        error.provider = error.provider or self.pool.provider.name
+        scrub_exception(error, (lease.slot.secret,))
+        return error
+
+    def extend(self, lease: Lease, cost: Cost, cancel: threading.Event | None = None) -> bool:
         """Take ``cost`` more on ``lease``'s key, waiting up to the acquire timeout (see KeyPool.extend)."""
-        return self.pool.extend(lease, cost, self.acquire_timeout, current_cancel.get())
+        now = self.pool.clock.now()
+        deadline = None if self.acquire_timeout is None else now + self.acquire_timeout
+        return self.pool.extend(lease, cost, deadline, cancel)
+
+    # -- streams -------------------------------------------------------------------------------
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamDelta]:
-        """Stream with a key held for the whole stream; retried only before the first text.
+        """Stream with a key held for the whole stream; retried only before any output.
 
         The key is released when the stream ends, fails, or is closed early
         (``GeneratorExit``); the reservation is reconciled with the final usage.
-        ``cancel`` as in :meth:`execute` (read when the stream starts).
         """
-        cancel = cancel if cancel is not None else current_cancel.get()
-        attempts = _Attempts(self, self.policy_for(request))
+        call = self.start(request)
         cost = self.estimate(request)
+        self.pool.check_fits(cost)
         while True:
-            lease = self.pool.acquire(cost, self.acquire_timeout, attempts.avoid, cancel)
-            attempts.tries += 1
-            state = _StreamState(attempts.tries)
+            lease = self._acquire(call, cost, cancel)
+            call.tries += 1
+            state = _StreamState(call.tries)
             try:
                 yield from self._stream_once(lease, request, state)
                 return
             except LLMError as error:
                 error = self._tag(error, lease)
-                if state.yielded_text:
+                if state.delivered:
                     self.pool.release_failure(lease, error, 0.0)
-                    raise StreamError(
-                        f"The stream broke after {state.chars} characters: {error.message}",
-                        provider=error.provider,
-                        status_code=error.status_code,
-                        key_id=error.key_id,
-                        request_id=state.request_id,
-                    ) from error
-                attempts.after_failure(lease, error)
-            except BaseException:
-                self.pool.release_unknown(lease)
+                    raise _broken(error, state) from error
+                self._after_failure(call, lease, error, cost, cancel)
+            except BaseException as exc:
+                self.pool.release_unjudged(lease)
+                scrub_exception(exc, (lease.slot.secret,))
                 raise
 
     def _stream_once(self, lease: Lease, request: Request, state: _StreamState) -> Iterator[StreamDelta]:
+        from llmkit.providers.base import StreamDelta
+
         usage: Usage | None = None
-        limits = None
-        started = self.pool.clock.now()
+        counted = limits = None
         yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
-        for delta in self.pool.provider.stream(lease.slot.client, request):
+        for delta in self.pool.provider.stream(lease.client, request):
             if delta.limits is not None:
                 limits = delta.limits
             if delta.request_id:
                 state.request_id = delta.request_id
             if delta.usage is not None:
                 usage = delta.usage
+                counted = getattr(delta, "limit_input_tokens", None)
             if delta.delivers_output():  # output the caller has: a retry would repeat it
-                state.yielded_text = True
+                state.delivered = True
                 state.chars += len(delta.text)
             yield replace(delta, limits=None) if delta.limits is not None else delta
-        self.pool.release_success(lease, usage, limits, self.pool.clock.now() - started)
+        input_tokens, output_tokens = (None, None) if usage is None else _usage_counts(usage, counted)
+        self.pool.release_success(lease, input_tokens, output_tokens, limits)
+
+
+def _usage_counts(usage: Usage, counted_input: int | None) -> tuple[int | None, int | None]:
+    """The tokens to reconcile a reservation with; (None, None) when the reply reported none."""
+    if usage.input_tokens == 0 and usage.output_tokens == 0:
+        return None, None
+    return (usage.input_tokens if counted_input is None else counted_input), usage.output_tokens
+
+
+def _broken(error: LLMError, state: _StreamState) -> StreamError:
+    return StreamError(
+        f"The stream broke after {state.chars} characters: {error.message}",
+        provider=error.provider,
+        status_code=error.status_code,
+        key_id=error.key_id,
+        request_id=state.request_id,
+    )
 
 
 class _StreamState:
-    __slots__ = ("attempts", "chars", "request_id", "yielded_text")
+    __slots__ = ("attempts", "chars", "delivered", "request_id")
 
     def __init__(self, attempts: int) -> None:
         self.attempts = attempts
-        self.yielded_text = False
+        self.delivered = False  # output reached the caller: no retry after this
         self.chars = 0
         self.request_id: str | None = None

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmkit.engine.health import KeyHealth
 from llmkit.engine.limiter import KeyLimiter, Reservation
-from llmkit.providers.base import Provider
 from llmkit.redaction import fingerprint
+
+if TYPE_CHECKING:
+    from llmkit.providers.base import Provider
 
 __all__ = ["KeySlot", "Lease"]
 
 
 class KeySlot:
-    """One API key: its SDK client (made on first use), limiter and health."""
+    """One API key: its SDK client (made on first use), limiter (maybe shared by a group) and health."""
 
     def __init__(self, index: int, api_key: str, provider: Provider, limiter: KeyLimiter, health: KeyHealth):
         self.index = index
@@ -30,6 +32,10 @@ class KeySlot:
 
     def __repr__(self) -> str:
         return f"KeySlot({self.key_id}, in_flight={self.limiter.in_flight})"
+
+    @property
+    def provider_name(self) -> str:
+        return self._provider.name
 
     @property
     def secret(self) -> str:
@@ -49,6 +55,21 @@ class KeySlot:
                 client = self._client
         return client
 
+    def status(self, now: float) -> dict[str, Any]:
+        """This key's line in ``status()`` (the caller holds the pool's lock)."""
+        limiter = self.limiter.snapshot(now)
+        health = self.health.snapshot(now)
+        cap = limiter["max_concurrent"]
+        at_cap = cap is not None and limiter["in_flight"] >= cap
+        return {
+            "client_id": self.key_id,
+            "limit_group": self.limiter.name,
+            "is_available": health["state"] == "healthy" and not at_cap,
+            "requests": self.requests,
+            **health,
+            **limiter,
+        }
+
     def close(self) -> None:
         with self._client_lock:
             client, self._client = self._client, None
@@ -62,3 +83,7 @@ class Lease:
 
     slot: KeySlot
     reservation: Reservation
+
+    @property
+    def client(self) -> Any:
+        return self.slot.client

@@ -12,14 +12,11 @@ from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers._tool_stream import ToolCallAssembler
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
-from llmkit.request import Request
+from llmkit.request import DEFAULT_MAX_TOKENS, Request
 from llmkit.types import Response, ToolCall, Usage
 
 __all__ = ["AnthropicProvider"]
 
-# Anthropic requires max_tokens on every request; this is used when neither
-# the call nor the client's settings give one.
-DEFAULT_MAX_TOKENS = 1024
 
 
 # anthropic>=1.0 dropped the sampling parameters from the method signatures;

@@ -1,7 +1,7 @@
 """Structured outputs: ``complete(..., response_model=Model)`` returns a validated ``Model``.
 
 :func:`run_structured` runs ``instructor`` over the SDK client of the key the
-pool leases, inside the dispatcher's retry loop. Who does what:
+pool leases, inside the retry loop. Who does what:
 
 * **Validation re-asks are instructor's.** When a reply does not validate,
   instructor sends the errors back and asks again (``max_reasks=``, default
@@ -9,7 +9,7 @@ pool leases, inside the dispatcher's retry loop. Who does what:
 * **Transport retries are llmkit's.** instructor retries only parse and
   validation errors; an SDK error (429, 5xx, network) ends its loop at once,
   wrapped in ``InstructorRetryException``. We unwrap the SDK exception and
-  let the adapter map it, so the dispatcher cools the key down and starts
+  let the adapter map it, so the retry loop cools the key down and starts
   the call again, normally on another key.
 * **Every re-ask waits for capacity.** Before each request after the first,
   instructor's ``completion:kwargs`` hook takes one more request (and its
@@ -45,8 +45,8 @@ from llmkit.structured.models import check_max_reasks, check_response_model, ins
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
-    from llmkit.engine.loop import Dispatcher
-    from llmkit.engine.pool import Lease
+    from llmkit.engine.loop import RetryLoop
+    from llmkit.engine.slot import Lease
     from llmkit.request import Request
 
 __all__ = ["DEFAULT_MAX_REASKS", "run_structured"]
@@ -61,7 +61,7 @@ DEFAULT_MAX_REASKS = 2
 _ERRORS_IN_MESSAGE = 3
 
 
-def run_structured(dispatcher: Dispatcher, request: Request) -> Response:
+def run_structured(loop: RetryLoop, request: Request) -> Response:
     """Send a ``response_model`` request through the pool; the Response carries ``parsed``.
 
     Own keyword arguments (taken out of ``request.extra``): ``max_reasks``
@@ -75,10 +75,10 @@ def run_structured(dispatcher: Dispatcher, request: Request) -> Response:
     max_reasks = check_max_reasks(extra.pop("max_reasks", DEFAULT_MAX_REASKS))
     mode = instructor_mode(extra.pop("instructor_mode", None))
     request = request.with_changes(extra=extra)
-    backend = backend_for(dispatcher.pool.provider)  # a provider without structured outputs says so now
+    backend = backend_for(loop.pool.provider)  # a provider without structured outputs says so now
     backend.params(request)
-    call = _StructuredCall(dispatcher, backend, model, max_reasks, mode)
-    response = dispatcher.execute(request, send=call.send, on_lease=call.use_lease)
+    call = _StructuredCall(loop, backend, model, max_reasks, mode)
+    response = loop.execute(request, send=call.send, cancel=request.cancel)
     if call.failure is not None:
         raise call.error(response) from call.failure
     return response
@@ -124,14 +124,14 @@ class _ReplyLog:
 
 
 class _StructuredCall:
-    """One structured call: the ``send`` the dispatcher runs per attempt, and its outcome."""
+    """One structured call: the ``send`` the retry loop runs per attempt, and its outcome."""
 
     def __init__(
-        self, dispatcher: Dispatcher, backend: StructuredBackend, model: type[Any], max_reasks: int, mode: Any
+        self, loop: RetryLoop, backend: StructuredBackend, model: type[Any], max_reasks: int, mode: Any
     ) -> None:
-        self.dispatcher = dispatcher
+        self.loop = loop
         self.backend = backend
-        self.provider = dispatcher.pool.provider
+        self.provider = loop.pool.provider
         self.model = model
         self.max_reasks = max_reasks
         self.mode = mode
@@ -140,10 +140,7 @@ class _StructuredCall:
         self.lease: Lease | None = None  # the current attempt's
         self.first_cost = Cost()
         self.reask_error: Exception | None = None  # instructor's hooks swallow errors: kept here
-
-    def use_lease(self, lease: Lease) -> None:
-        self.lease = lease
-        self.first_cost = lease.reservation.cost
+        self.cancel: Any = None
 
     def before_reask(self, log: _ReplyLog) -> None:
         """Take a re-ask's capacity on the leased key: its input has grown by the replies so far."""
@@ -152,7 +149,7 @@ class _StructuredCall:
         first = self.first_cost
         input_tokens = first.input_tokens + log.usage.output_tokens if first.input_tokens else 0
         try:
-            self.dispatcher.extend(self.lease, Cost(1, input_tokens, first.output_tokens))
+            self.loop.extend(self.lease, Cost(1, input_tokens, first.output_tokens), self.cancel)
         except Exception as exc:  # e.g. shared limits down with on_unavailable="fail"
             self.reask_error = self.reask_error or exc
 
@@ -161,9 +158,10 @@ class _StructuredCall:
         if error is not None:
             raise error
 
-    def send(self, client: Any, request: Request) -> ProviderReply:
-        """Run instructor once on ``client``; raise a mapped LLMError on transport failure."""
-        wrapped = self._wrapped(client)
+    def send(self, lease: Lease, request: Request) -> ProviderReply:
+        """Run instructor once on the lease's client; raise a mapped LLMError on transport failure."""
+        self.lease, self.first_cost, self.cancel = lease, lease.reservation.cost, request.cancel
+        wrapped = self._wrapped(lease.client)
         log = _ReplyLog(self.backend, self.before_reask)
         self.failure = None
         # Fresh parameters on every attempt: instructor appends its re-ask

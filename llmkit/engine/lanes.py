@@ -1,0 +1,225 @@
+"""One limited dimension of a key (requests, input, output or all tokens): its pace and the server's word.
+
+A :class:`Lane` has a per-minute limit (configured, or learned from the
+provider's headers), a pacing :class:`~llmkit.engine.bucket.Bucket` that
+spreads sends over the second, and a :class:`ServerView`: what the server's
+last headers said remains until their reset, minus what was sent since.
+A send must pass both: the pace keeps every style of server happy on
+average, the view catches the windows a per-second or per-minute server
+counts in (a pace alone cannot see where a window ends).
+
+Not locked: the pool's lock guards every lane (see :mod:`llmkit.engine`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from llmkit.engine.bucket import Bucket
+
+__all__ = ["INPUT", "LANE_NAMES", "OUTPUT", "REQUESTS", "TOKENS", "Lane", "ServerView"]
+
+REQUESTS, INPUT, OUTPUT, TOKENS = "requests", "input_tokens", "output_tokens", "tokens"
+LANE_NAMES = (REQUESTS, INPUT, OUTPUT, TOKENS)
+
+# How long sends are remembered, to subtract those a server's count cannot include yet.
+_SEND_MEMORY = 30.0
+
+
+class ServerView:
+    """What the server said remains, kept conservative (see the module).
+
+    ``observe`` takes the ``remaining`` a reply's headers reported and
+    subtracts every send made after that reply's request was sent (the server
+    may not have counted them when it answered). What happens next depends on
+    how the server counts, which the view tells from the resets it is given:
+
+    * **windows** (a per-second or per-minute server): consecutive replies
+      name the same reset instant while ``remaining`` falls. Nothing more
+      than ``remaining`` may go before that instant (kept late: measured from
+      the request's send plus a margin for the way there); then a new window
+      opens with the most the server was seen to hold, for one period (the
+      longest reset seen, rounded up to a second or a minute), and so on
+      until the next reply says better;
+    * otherwise a **bucket** that refills continuously: ``remaining`` grows at
+      the limit's rate from the moment the request was sent (the earliest the
+      server can have counted it: optimistic by one trip at most, which the
+      pace absorbs; the view is there to see capacity taken by others).
+    """
+
+    __slots__ = ("at", "capacity", "instant", "margin", "period", "rate", "remaining", "sends", "until",
+                 "windowed")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.remaining: float | None = None
+        self.at = 0.0  # when the server counted ``remaining``, at the earliest
+        self.rate = 0.0  # its refill per second, when it is a bucket
+        self.until = 0.0  # when its window ends (a windowed server), or when it is full
+        self.instant: float | None = None  # the reset instant the last reply named
+        self.windowed = False
+        self.capacity = 0.0  # the most the server was seen to hold at once
+        self.period = 0.0  # a window's length, once windowed
+        self.margin = 0.0
+        self.sends: deque[tuple[float, float]] = deque()
+
+    @property
+    def short_windows(self) -> bool:
+        """Windows of a second or less: the view alone keeps to them (no pace needed)."""
+        return self.windowed and 0 < self.period <= 1.0
+
+    def wait(self, amount: float, now: float, already: float = 0.0) -> float:
+        """Seconds until the server's word allows ``amount`` (0 if now)."""
+        if self.remaining is None:
+            return 0.0
+        if self.windowed:
+            self._roll(now)
+        elif now >= self.until:
+            return 0.0
+        remaining = self.remaining
+        assert remaining is not None
+        if not self.windowed:
+            remaining += self.rate * max(0.0, now - self.at)
+        short = amount - (remaining - already)
+        if short <= 1e-9:
+            return 0.0
+        if self.windowed or self.rate <= 0:
+            return max(0.0, self.until - now)
+        return min(self.until - now, short / self.rate)
+
+    def _roll(self, now: float) -> None:
+        """Past the window's end: the next window, full, as the server showed it."""
+        if now < self.until or self.period <= 0:
+            return
+        windows = 1 + int((now - self.until) // self.period)
+        self.until += windows * self.period
+        self.remaining = self.capacity
+
+    def spend(self, amount: float, now: float) -> None:
+        sends = self.sends
+        sends.append((now, amount))
+        while sends and sends[0][0] < now - _SEND_MEMORY:
+            sends.popleft()
+        if self.remaining is None:
+            return
+        if self.windowed:
+            self._roll(now)
+            self.remaining -= amount
+        elif now < self.until:
+            self.remaining -= amount
+
+    def observe(self, remaining: float, reset: float, rate: float, sent_at: float, received_at: float,
+                admitted: float = 0.0) -> None:  # fmt: skip
+        """The server had ``remaining`` left, ``reset`` s from full, when it admitted (``admitted``
+        of this lane) or refused a request sent at ``sent_at`` and answered at ``received_at``;
+        ``rate``: the limit per second."""
+        trip = max(0.0, received_at - sent_at)
+        counted_at = sent_at + trip / 2
+        instant = counted_at + reset
+        self._classify(instant, counted_at, max(0.002, trip / 4), admitted / rate if rate > 0 else 0.0)
+        self.capacity = max(self.capacity, remaining + admitted)
+        self.period = max(self.period, _window_period(reset))
+        margin = max(0.002, 0.1 * trip)
+        if self.windowed and sent_at + reset + margin <= received_at:
+            return  # it speaks of a window that is over: the current one is counted already
+        # Sends made with it or after it (its own excepted) may not be counted in ``remaining`` yet.
+        later = sum(amount for at, amount in self.sends if at >= sent_at) - admitted
+        fresh = remaining - later
+        # A bucket refills from when the request was sent at the earliest: at most one trip's
+        # refill too early, which the pace absorbs. A window's end is kept late, never early.
+        until = sent_at + reset + (margin if self.windowed else 0.0)
+        if self._lower_already(fresh, sent_at, until, received_at, margin):
+            return  # sends that overtook each other on the way: what we counted ourselves is less
+        self.remaining, self.rate, self.instant, self.at = fresh, rate, instant, sent_at
+        self.margin, self.until = margin, until
+
+    def _lower_already(self, fresh: float, sent_at: float, until: float, now: float, margin: float) -> bool:
+        """Whether the view already holds less than this reply says, for the same window or bucket.
+
+        Requests may reach the server in another order than they were sent, so a
+        reply can miss a request sent just before it: the view keeps the lower count.
+        """
+        if self.remaining is None:
+            return False
+        if self.windowed:
+            self._roll(now)
+            same = abs(until - self.until) <= 2 * margin + 0.002
+            if same:
+                self.until = max(self.until, until)  # the window's end: the latest estimate
+            return same and self.remaining <= fresh
+        if now >= self.until:
+            return False
+        mine = self.remaining + self.rate * (now - self.at)
+        theirs = fresh + self.rate * (now - sent_at)
+        return mine <= theirs
+
+    def _classify(self, instant: float, counted_at: float, tolerance: float, moves: float) -> None:
+        """Windows name one reset instant until it passes; a bucket's "full" instant moves on
+        by ``moves`` (the admitted amount over the rate) with every request it takes.
+
+        Only a request large enough to move a bucket's instant visibly tells the two apart.
+        """
+        previous = self.instant
+        if previous is None or moves <= 2 * tolerance:
+            return
+        if abs(instant - previous) <= tolerance:
+            self.windowed = True
+        elif counted_at < previous - tolerance:
+            self.windowed = False  # a new "full" instant before the old one came: it refills as it goes
+
+    def forget(self) -> None:
+        self.remaining, self.until, self.instant = None, 0.0, None
+
+
+def _window_period(reset: float) -> float:
+    """The window a reset fits in: a second or a minute (rounded up), else the reset itself."""
+    for period in (1.0, 60.0):
+        if reset <= period * 1.01:
+            return period
+    return reset
+
+
+class Lane:
+    """A limit of one kind: per-minute number, pacing bucket and the server's view."""
+
+    __slots__ = ("bucket", "configured", "limit", "name", "view")
+
+    def __init__(self, name: str, limit: float | None, configured: bool) -> None:
+        self.name = name
+        self.limit = limit
+        self.configured = configured
+        self.bucket: Bucket | None = None
+        self.view = ServerView()
+
+    def __repr__(self) -> str:
+        source = "configured" if self.configured else "learned"
+        return f"Lane({self.name}, {self.limit}/min {source}, {self.bucket})"
+
+    def pace(self, rate: float, capacity: float, now: float) -> None:
+        """Set the pacing bucket (made on first use, starting full)."""
+        if self.bucket is None:
+            self.bucket = Bucket(rate, capacity, now)
+        else:
+            self.bucket.resize(rate, capacity, now)
+
+    def wait(self, amount: float, now: float, already: float = 0.0) -> float:
+        view = self.view
+        wait = view.wait(amount, now, already)
+        if self.bucket is not None and amount > 0 and not view.short_windows:
+            wait = max(wait, self.bucket.wait(amount, now, already))
+        return wait
+
+    def take(self, amount: float, now: float) -> None:
+        if self.bucket is not None and not self.view.short_windows:
+            self.bucket.take(amount, now)
+        self.view.spend(amount, now)
+
+    def give(self, amount: float, now: float) -> None:
+        """Reconcile: ``amount`` reserved but not used (negative: used more than reserved)."""
+        if self.bucket is not None and amount:
+            self.bucket.give(amount, now)
+
+    def level(self, now: float) -> float | None:
+        if self.bucket is None:
+            return None
+        self.bucket.refill(now)
+        return self.bucket.level

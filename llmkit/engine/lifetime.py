@@ -1,0 +1,43 @@
+"""Pools and the life of the process: closed at interpreter exit, reset in a forked child.
+
+At exit, every open pool is closed before ``concurrent.futures`` joins its
+worker threads, so a thread waiting for a key (up to ``acquire_timeout``)
+cannot hold the interpreter's exit hostage.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmkit.engine.pool import KeyPool
+
+__all__ = ["track_pool"]
+
+_open_pools: weakref.WeakSet[KeyPool] = weakref.WeakSet()
+_hook_lock = threading.Lock()
+_hook_installed = False
+EXIT_CLOSE_TIMEOUT = 1.0
+
+
+def _close_open_pools() -> None:
+    for pool in list(_open_pools):
+        pool.close(timeout=EXIT_CLOSE_TIMEOUT)
+
+
+def track_pool(pool: KeyPool) -> None:
+    """Close ``pool`` at interpreter exit unless it was closed before."""
+    global _hook_installed
+    _open_pools.add(pool)
+    with _hook_lock:
+        if not _hook_installed:
+            # Runs before concurrent.futures' own hook (they run in reverse order).
+            register = getattr(threading, "_register_atexit", None)
+            if register is not None:
+                register(_close_open_pools)
+            else:  # pragma: no cover - other Pythons
+                atexit.register(_close_open_pools)
+            _hook_installed = True
