@@ -121,8 +121,10 @@ class ServerView:
         margin = max(0.002, 0.1 * trip)
         if self.windowed and sent_at + reset + margin <= received_at:
             return  # it speaks of a window that is over: the current one is counted already
-        # Sends made with it or after it (its own excepted) may not be counted in ``remaining`` yet.
-        later = sum(amount for at, amount in self.sends if at >= sent_at) - admitted
+        # Sends made after it may not be counted in ``remaining`` yet. (Ones sent just before it
+        # may not be either, if they overtook each other on the way: the view's own count,
+        # kept when it is lower, covers those; see _lower_already.)
+        later = sum(amount for at, amount in self.sends if at > sent_at)
         fresh = remaining - later
         # A bucket refills from when the request was sent at the earliest: at most one trip's
         # refill too early, which the pace absorbs. A window's end is kept late, never early.

@@ -233,7 +233,7 @@ class KeyLimiter:
         self.heard = True
         if state is None:
             return
-        learned = False
+        learned = repace = False
         for name in LANE_NAMES:
             limit = _sane_limit(getattr(state, f"limit_{name}"))
             remaining = getattr(state, f"remaining_{name}")
@@ -249,10 +249,13 @@ class KeyLimiter:
             reset = _DEFAULT_RESET if reset is None else reset
             took = admitted.amount(name) if admitted is not None else 0.0
             lane.view.observe(float(remaining), reset, (lane.limit or 0.0) / 60.0, sent_at, now, took)
-            self.peaks[name] = max(self.peaks.get(name, 0.0), float(remaining))
+            if float(remaining) > self.peaks.get(name, -1.0):
+                self.peaks[name] = float(remaining)
+                repace = True
             self._note("view", name, lane.view.remaining, reset)
-        if learned:
+        if learned or repace:
             self._repace(now)
+        if learned:
             for lane in self.lanes.values():
                 if not lane.configured:
                     self._note("learn", f"limit:{lane.name}", lane.limit)

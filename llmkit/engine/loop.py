@@ -138,7 +138,8 @@ class RetryLoop:
         if decision.give_up:
             self._hook(self.on_giveup, call, elapsed, 0.0, error)
             raise error
-        self._hook(self.on_retry, call, elapsed, decision.sleep, error)
+        if not disables_key(error):  # moving off a refused key is not a retry
+            self._hook(self.on_retry, call, elapsed, decision.sleep, error)
         logger.info(
             "%s %s: %s; %s", self.pool.provider.name, lease.slot.key_id, error.message[:200],
             f"retry {call.retries} in {decision.sleep:.2f} s" if decision.sleep else

@@ -69,8 +69,9 @@ def exhausted_error(pool: KeyPool, waiter: Waiter, now: float, needed: float | N
     provider = pool.provider.name
     note = f" ({waiter.note})" if waiter.note else ""
     states = key_states(pool, now)
-    cooling = [s.health.cooldown_until - now for s in pool.slots if s.health.state(now) == "cooling"]
-    if needed is not None and cooling and len(cooling) == len(pool.slots):
+    in_service = [s for s in pool.slots if not s.health.disabled]
+    cooling = [s.health.cooldown_until - now for s in in_service if s.health.state(now) == "cooling"]
+    if needed is not None and cooling and len(cooling) == len(in_service):
         retry_after = min(cooling)
         return RateLimitError(
             f"Every key of {provider} was rate limited by the server for {retry_after:.1f} s or more, "

@@ -1,0 +1,262 @@
+"""The limiter on fake time: buckets, lanes, the server's view, pacing, learning, AIMD, clamping."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+
+from llmkit.config import RateLimit
+from llmkit.engine.bucket import Bucket
+from llmkit.engine.lanes import ServerView
+from llmkit.engine.limiter import BURST_STEP, MAX_BURST, PACE_CUT, Cost, KeyLimiter
+from llmkit.errors import RateLimitError
+from llmkit.providers.base import ServerLimitState
+
+T0 = 1000.0
+
+
+# -- the bucket ------------------------------------------------------------------------------
+
+
+def test_a_bucket_admits_min_of_cost_and_capacity_then_pays_back_the_debt():
+    bucket = Bucket(rate=10.0, capacity=5.0, now=T0)
+    assert bucket.wait(20, T0) == 0.0  # more than the bucket: waits for a full one only
+    bucket.take(20, T0)
+    assert bucket.level == -15.0
+    assert bucket.wait(1, T0) == pytest.approx(1.6)  # 16 tokens of debt and one more at 10/s
+    assert bucket.wait(1, T0 + 1.6) == 0.0
+
+
+def test_a_bucket_answers_as_if_something_was_taken_first():
+    bucket = Bucket(rate=1.0, capacity=2.0, now=T0)
+    assert bucket.wait(1, T0) == 0.0
+    assert bucket.wait(1, T0, already=2) == pytest.approx(1.0)
+
+
+# -- pacing: never a minute's burst ------------------------------------------------------------
+
+
+def sends_under_load(limiter: KeyLimiter, cost: Cost, seconds: float, step: float = 0.001) -> list[float]:
+    """Send whenever the limiter lets us (a caller with endless demand), for ``seconds``."""
+    now, times = T0, []
+    while now < T0 + seconds:
+        if limiter.wait_time(cost, now) <= 0:
+            reservation = limiter.take(limiter.clamp(cost), now)
+            limiter.finish(reservation, None, None, now)
+            times.append(now)
+        now += step
+    return times
+
+
+def test_a_dashboard_limit_is_paced_over_the_second_not_spent_at_once():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=1200), T0)
+    times = sends_under_load(limiter, Cost(), 2.0)
+    assert sum(1 for t in times if t < T0 + 0.1) <= 3  # not 1,200 at once, nor 20
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 60 / 1200 * 0.99  # one every 50 ms or a little more
+
+
+def test_over_any_minute_a_key_never_sends_more_than_its_limit():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=120), T0)
+    for _ in range(200):  # a burst grown to its largest
+        limiter.on_success(T0)
+    times = sends_under_load(limiter, Cost(), 180.0, step=0.01)
+    for i, start in enumerate(times):
+        window = sum(1 for t in times[i:] if t < start + 60)
+        assert window <= 120
+
+
+def test_an_explicit_burst_is_a_plain_bucket():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=60, burst_seconds=60), T0)
+    times = sends_under_load(limiter, Cost(), 0.5)
+    assert len(times) == 60  # the whole minute's allowance, as asked
+    limiter.on_success(T0)  # and no adaptation
+    assert limiter.burst == 60
+
+
+# -- additive increase, multiplicative decrease -------------------------------------------------
+
+
+def test_the_burst_grows_with_successes_and_halves_on_an_unpredicted_429():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=600), T0)
+    assert limiter.burst == 0.0  # one request at a time to begin with
+    for _ in range(6):
+        limiter.on_success(T0)
+    assert limiter.burst == pytest.approx(6 * BURST_STEP)
+    capacity = limiter.lanes["requests"].bucket.capacity
+    assert capacity == pytest.approx(max(1.0, 600 / 61 * 6 * BURST_STEP))
+    limiter.on_rate_limited(T0, RateLimitError("429"))
+    assert limiter.burst == pytest.approx(3 * BURST_STEP)
+    assert limiter.pace == pytest.approx(PACE_CUT)
+    for _ in range(1000):
+        limiter.on_success(T0)
+    assert limiter.burst == MAX_BURST and limiter.pace == 1.0
+
+
+def test_the_burst_never_passes_what_the_servers_headers_showed_it_holds():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=1200), T0)
+    for _ in range(100):
+        limiter.on_success(T0)
+    state = ServerLimitState(remaining_requests=1, limit_requests=1200, reset_requests=0.05)
+    limiter.observe(state, T0, T0 + 0.05, Cost())  # nginx burst=1: one more at most
+    limiter.on_success(T0)
+    assert limiter.lanes["requests"].bucket.capacity == pytest.approx(1.0)
+
+
+# -- learning from the server ------------------------------------------------------------------
+
+
+def test_with_no_limits_a_key_sends_one_request_until_a_reply_teaches_it():
+    limiter = KeyLimiter(None, T0)
+    reservation = limiter.take(Cost(), T0)
+    assert limiter.wait_time(Cost(), T0) == math.inf  # one at a time until it hears back
+    limiter.finish(reservation, 10, 5, T0 + 0.05)
+    state = ServerLimitState(limit_requests=1200, remaining_requests=1199, reset_requests=0.05,
+                             limit_tokens=40_000, remaining_tokens=39_900, reset_tokens=0.15)  # fmt: skip
+    limiter.observe(state, T0, T0 + 0.05, Cost(1, 10, 5))
+    lanes = limiter.snapshot(T0)["limits"]
+    assert lanes["requests"]["per_minute"] == 1200 and lanes["requests"]["source"] == "learned"
+    assert lanes["tokens"]["per_minute"] == 40_000
+    assert limiter.wait_time(Cost(), T0 + 0.05) == 0.0
+
+
+def test_a_learned_limit_is_logged_once(caplog):
+    caplog.set_level("INFO", logger="llmkit.engine.limiter")
+    limiter = KeyLimiter(None, T0, name="openai:key-1")
+    state = ServerLimitState(limit_requests=600, remaining_requests=599, reset_requests=0.1)
+    limiter.observe(state, T0, T0 + 0.05, Cost())
+    limiter.observe(state, T0, T0 + 0.06, Cost())
+    lines = [r.getMessage() for r in caplog.records if "limits" in r.getMessage()]
+    assert lines == ["openai:key-1: limits 600 requests/min (learned)"]
+
+
+def test_a_429_naming_its_limit_teaches_it():
+    limiter = KeyLimiter(None, T0)
+    error = RateLimitError("Quota exceeded", retry_after=2.0)
+    error.limit = 15.0  # Gemini's QuotaFailure quotaValue
+    limiter.on_rate_limited(T0, error)
+    assert limiter.lanes["requests"].limit == 15.0
+
+
+def test_a_429_naming_nothing_teaches_no_limit():
+    limiter = KeyLimiter(None, T0)
+    limiter.on_rate_limited(T0, RateLimitError("slow down", retry_after=1.0))
+    assert limiter.lanes == {}
+
+
+def test_the_server_knowing_of_less_than_configured_wins():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=1000), T0)
+    limiter.observe(ServerLimitState(limit_requests=100, remaining_requests=99), T0, T0, Cost())
+    assert limiter.lanes["requests"].limit == 100
+
+
+@pytest.mark.parametrize("remaining", [-1e12, -1, float("inf"), float("-inf"), float("nan"), 5_000_000])
+def test_a_remaining_count_out_of_bounds_is_not_believed(remaining):
+    limiter = KeyLimiter(RateLimit(requests_per_minute=60), T0)
+    state = ServerLimitState(remaining_requests=remaining, limit_requests=60, reset_requests=1.0)
+    limiter.observe(state, T0, T0 + 0.05, Cost())
+    assert limiter.lanes["requests"].view.remaining is None
+    assert limiter.wait_time(Cost(), T0 + 0.05) == 0.0  # the key is not locked
+
+
+@pytest.mark.parametrize("limit", [0, -5, float("inf"), float("nan"), 1e15])
+def test_a_limit_header_out_of_bounds_is_not_believed(limit):
+    limiter = KeyLimiter(None, T0)
+    limiter.observe(ServerLimitState(limit_requests=limit, remaining_requests=1), T0, T0, Cost())
+    assert limiter.lanes == {}
+
+
+def test_a_reset_out_of_bounds_is_replaced_by_a_short_default():
+    view_limiter = KeyLimiter(RateLimit(requests_per_minute=60), T0)
+    state = ServerLimitState(remaining_requests=0, limit_requests=60, reset_requests=1e9)
+    view_limiter.observe(state, T0, T0, Cost())
+    assert view_limiter.lanes["requests"].view.until <= T0 + 1.0
+
+
+# -- the server's view ----------------------------------------------------------------------------
+
+
+def test_a_window_is_told_from_a_bucket_by_its_reset_instant():
+    window, bucket = ServerView(), ServerView()
+    # a per-second window: every reply of the second names the same reset instant
+    window.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
+    window.observe(18, 0.85, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)
+    assert window.windowed
+    # a bucket: its "full" instant moves on with every request it takes
+    bucket.observe(19, 0.05, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
+    bucket.observe(19, 0.05, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)
+    assert not bucket.windowed
+
+
+def sent(view: ServerView, at: float, amount: float = 1) -> float:
+    view.spend(amount, at)
+    return at
+
+
+def test_a_window_holds_what_remains_until_it_ends_then_opens_full():
+    view = ServerView()
+    view.observe(3, 0.9, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
+    view.observe(2, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    assert view.windowed and view.remaining == 2
+    view.spend(1, T0 + 0.2)
+    view.spend(1, T0 + 0.2)
+    assert view.wait(1, T0 + 0.2) == pytest.approx(view.until - (T0 + 0.2))
+    assert view.wait(1, view.until) == 0.0  # the next window, full as the server showed it
+    assert view.remaining == view.capacity == 4
+
+
+def test_a_reply_that_missed_a_request_sent_just_before_it_does_not_raise_the_count():
+    view = ServerView()
+    view.observe(10, 0.9, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
+    view.observe(9, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    first = sent(view, T0 + 0.105)
+    for _ in range(8):
+        sent(view, T0 + 0.11)
+    assert view.remaining == 0
+    # the first of those nine reached the server after the others: its reply counts only itself
+    view.observe(8, 0.8, 20.0, first, T0 + 0.16, admitted=1)
+    assert view.remaining == 0
+
+
+def test_a_reply_about_a_window_that_is_over_changes_nothing():
+    view = ServerView()
+    view.observe(10, 0.5, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
+    view.observe(9, 0.45, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    view.spend(1, T0 + 0.6)  # the next window
+    before = (view.remaining, view.until)
+    view.observe(0, 0.01, 20.0, T0 + 0.48, T0 + 0.61, admitted=1)  # late news of the old one
+    assert (view.remaining, view.until) == before
+
+
+# -- clamping and what can never fit --------------------------------------------------------------
+
+
+def test_the_output_reservation_is_clamped_to_a_minutes_limit():
+    limiter = KeyLimiter(RateLimit(output_tokens_per_minute=2000, tokens_per_minute=3000), T0)
+    assert limiter.clamp(Cost(1, 100, 4096)) == Cost(1, 100, 2000)
+    assert limiter.clamp(Cost(1, 2500, 4096)) == Cost(1, 2500, 500)
+
+
+def test_an_input_larger_than_a_minutes_limit_is_named():
+    limiter = KeyLimiter(RateLimit(input_tokens_per_minute=5000), T0)
+    assert limiter.too_large(Cost(1, 4000, 100)) is None
+    reason = limiter.too_large(Cost(1, 50_000, 100))
+    assert reason is not None and "50,000 input tokens" in reason and "5,000" in reason
+
+
+def test_reconciliation_gives_back_what_was_not_used():
+    limiter = KeyLimiter(RateLimit(input_tokens_per_minute=1000, output_tokens_per_minute=1000,
+                                   burst_seconds=60), T0)  # fmt: skip
+    reservation = limiter.take(Cost(1, 100, 300), T0)
+    limiter.finish(reservation, 90, 20, T0)
+    levels = limiter.snapshot(T0)["remaining"]
+    assert levels == {"input_tokens": 910, "output_tokens": 980}
+
+
+def test_a_refused_request_is_refunded_whole():
+    limiter = KeyLimiter(RateLimit(requests_per_minute=60, burst_seconds=60), T0)
+    reservation = limiter.take(Cost(), T0)
+    limiter.refund(reservation, T0)
+    assert limiter.snapshot(T0)["remaining"]["requests"] == 60 and limiter.in_flight == 0
