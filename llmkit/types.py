@@ -22,7 +22,9 @@ __all__ = [
     "Message",
     "MessageRole",
     "Response",
+    "ServerToolPart",
     "TextPart",
+    "ThinkingPart",
     "ToolCall",
     "Usage",
     "normalize_messages",
@@ -64,6 +66,86 @@ class TextPart:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise InvalidRequestError(f"TextPart text must be a string, got {type(self.text).__name__}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type": "text", "text": ...}`` (how sessions save it)."""
+        return {"type": "text", "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
+class ThinkingPart:
+    """A block of the model's thinking (extended thinking, reasoning), kept to be sent back.
+
+    ``thinking`` is its readable text (a summary on some models; empty for a
+    redacted block). ``signature`` is the provider's opaque proof that the
+    block is the model's own (Anthropic ``signature``, Gemini
+    ``thoughtSignature``); ``redacted`` is Anthropic's encrypted
+    ``redacted_thinking`` data. Adapters send thinking back where their
+    provider requires it (Anthropic, during tool use) and leave it out
+    elsewhere; it never counts as the answer's text.
+    """
+
+    thinking: str = ""
+    signature: str | None = field(default=None, repr=False)
+    redacted: str | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Anthropic's block shape: ``thinking`` or ``redacted_thinking`` (how sessions save it)."""
+        if self.redacted is not None:
+            return {"type": "redacted_thinking", "data": self.redacted}
+        data: dict[str, Any] = {"type": "thinking", "thinking": self.thinking}
+        if self.signature is not None:
+            data["signature"] = self.signature
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class ServerToolPart:
+    """A tool the provider ran itself (Anthropic web search, web fetch, code execution...).
+
+    ``block`` is the provider's own content block, kept whole so that it can be
+    sent back as it came (Anthropic requires that to continue such a turn):
+    the call (``server_tool_use``) with its ``id``, ``name`` and ``input``, or
+    its result (``web_search_tool_result`` ...) with the ``tool_use_id`` it
+    answers. These are not tool calls (:class:`ToolCall`): nothing on the caller's side
+    is to run them.
+    """
+
+    block: Mapping[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.block.get("type", ""))
+
+    @property
+    def is_call(self) -> bool:
+        """True for the call, False for its result."""
+        return self.type.endswith("tool_use")
+
+    @property
+    def id(self) -> str:
+        """The call's id (for a result: the id of the call it answers)."""
+        return str(self.block.get("id") or self.block.get("tool_use_id") or "")
+
+    @property
+    def name(self) -> str:
+        return str(self.block.get("name", ""))
+
+    @property
+    def input(self) -> dict[str, Any]:
+        value = self.block.get("input")
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.block)
+
+
+_SERVER_TOOL_TYPES = ("server_tool_use", "mcp_tool_use", "mcp_tool_result", "container_upload")
+
+
+def is_server_tool_block(kind: Any) -> bool:
+    """Whether an Anthropic content block type is a server tool's call or result."""
+    return isinstance(kind, str) and (kind in _SERVER_TOOL_TYPES or kind.endswith("_tool_result"))
 
 
 IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -191,19 +273,39 @@ class ImagePart:
         return f"data:{self.media_type};base64,{self.base64()}"
 
 
+_PART_TYPES = (TextPart, ImagePart, ThinkingPart, ServerToolPart, Mapping)
+
+
 def _check_parts(parts: list[Any]) -> list[Any]:
-    """Content parts, plain strings made TextParts; provider-native dicts pass untouched."""
+    """Content parts, plain strings made TextParts; provider-native dicts pass untouched,
+    except saved thinking and server tool blocks, which become their parts again."""
     checked: list[Any] = []
     for index, part in enumerate(parts):
         if isinstance(part, str):
             part = TextPart(part)
-        elif not isinstance(part, (TextPart, ImagePart, Mapping)):
+        elif isinstance(part, Mapping):
+            part = _part_from_dict(part)
+        elif not isinstance(part, _PART_TYPES):
             raise InvalidRequestError(
                 f"Content part {index} is a {type(part).__name__}: use TextPart, ImagePart, a string "
                 "or a provider's own part dict."
             )
         checked.append(part)
     return checked
+
+
+def _part_from_dict(part: Mapping[str, Any]) -> Any:
+    kind = part.get("type")
+    if kind == "text" and set(part) == {"type", "text"} and isinstance(part["text"], str):
+        return TextPart(part["text"])
+    if kind == "thinking" and isinstance(part.get("thinking"), str):
+        signature = part.get("signature")
+        return ThinkingPart(part["thinking"], signature if isinstance(signature, str) else None)
+    if kind == "redacted_thinking" and isinstance(part.get("data"), str):
+        return ThinkingPart(redacted=part["data"])
+    if is_server_tool_block(kind):
+        return ServerToolPart(dict(part))
+    return part
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +353,23 @@ class Message:
 
     @classmethod
     def assistant_tool_calls(cls, response: Response) -> Message:
-        """The assistant turn of ``response`` with its tool calls, to send back before the results."""
-        return cls(MessageRole.ASSISTANT, response.content or "", tool_calls=tuple(response.tool_calls))
+        """The assistant turn of ``response`` with its tool calls, to send back before the results.
+
+        When the reply had thinking or server tool blocks (``response.parts``),
+        the content is those parts in their order, so that the adapter can send
+        them back as the provider requires (Anthropic refuses a tool-use turn
+        without its thinking block); else it is the reply's text.
+        """
+        content: Any = list(response.parts) if response.parts else (response.content or "")
+        return cls(MessageRole.ASSISTANT, content, tool_calls=tuple(response.tool_calls))
+
+    @classmethod
+    def from_response(cls, response: Response) -> Message:
+        """The assistant turn of ``response`` as it goes back into a conversation.
+
+        The same as :meth:`assistant_tool_calls`, under a name that fits a reply without calls.
+        """
+        return cls.assistant_tool_calls(response)
 
 
 MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Union[Message, Mapping[str, Any]]]]  # noqa: UP007 - a runtime alias on 3.10
@@ -301,21 +418,40 @@ def normalize_messages(messages: MessagesInput) -> tuple[Message, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens a call used. ``cached_input_tokens`` counts inside ``input_tokens``."""
+    """Tokens a call used, as the provider counted them.
+
+    ``input_tokens`` is every input token of the call, whatever the cache did;
+    of those, ``cached_input_tokens`` were read from the provider's prompt
+    cache and ``cache_write_tokens`` were written to it (Anthropic; of these,
+    ``cache_write_1h_tokens`` into its one-hour cache). ``output_tokens`` is
+    every output token billed, thinking included; ``reasoning_tokens`` is the
+    part the provider says went to thinking or reasoning (0: not reported).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens neither read from nor written to the prompt cache."""
+        return max(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens, 0)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 
@@ -384,6 +520,15 @@ class Response:
     ``cached`` is True when the answer came from the response cache.
     ``fallback_index`` is 0 when the client's own provider answered, ``i + 1``
     when its ``fallbacks[i]`` did (``provider`` and ``model`` say which).
+
+    ``content`` is the answer's text only. ``refusal`` is the provider's
+    refusal message when the model refused (OpenAI ``message.refusal``);
+    ``finish_reason == "refusal"`` is the sign on every provider that says so.
+    ``parts`` is the whole assistant turn in order when it held more than text
+    (:class:`TextPart`, :class:`ThinkingPart`, :class:`ServerToolPart`; empty
+    for a plain answer): :meth:`Message.assistant_tool_calls` sends it back.
+    ``thinking`` is the thinking text, ``server_tool_calls`` the tools the
+    provider ran itself (never in ``tool_calls``).
     """
 
     content: str
@@ -401,6 +546,28 @@ class Response:
     parsed: Any = field(default=None, repr=False, compare=False)
     raw: Any = field(default=None, repr=False, compare=False)
     fallback_index: int = 0
+    refusal: str | None = None
+    parts: tuple[Any, ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         return self.content
+
+    @property
+    def thinking_parts(self) -> tuple[ThinkingPart, ...]:
+        """The thinking blocks of the turn (with their signatures), in order."""
+        return tuple(p for p in self.parts if isinstance(p, ThinkingPart))
+
+    @property
+    def thinking(self) -> str:
+        """The thinking text of the turn, blocks joined by blank lines ("" when none was shown)."""
+        return "\n\n".join(p.thinking for p in self.thinking_parts if p.thinking)
+
+    @property
+    def server_tool_calls(self) -> tuple[ServerToolPart, ...]:
+        """The calls of tools the provider ran itself (web search...), in order."""
+        return tuple(p for p in self.parts if isinstance(p, ServerToolPart) and p.is_call)
+
+    @property
+    def server_tool_results(self) -> tuple[ServerToolPart, ...]:
+        """The results of those calls, as the provider sent them."""
+        return tuple(p for p in self.parts if isinstance(p, ServerToolPart) and not p.is_call)
