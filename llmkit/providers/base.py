@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from llmkit.errors import InvalidRequestError, LLMError, ProviderError
+from llmkit.providers._options import call_options
 from llmkit.providers._urls import warn_if_insecure
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
@@ -199,11 +200,14 @@ class Provider(ABC):
     def check_request(self, request: Request) -> None:
         """InvalidRequestError when ``request`` needs a capability this adapter lacks."""
         caps = self.capabilities
+        options = call_options(request, self.name)
         needs = (
             ("tools", bool(request.tools), caps.tools),
             ("json_mode", request.json_mode, caps.json_mode),
             ("images", _has_images(request), caps.images),
             ("streaming", request.stream, caps.streaming),
+            ("thinking=", options.thinking_on, caps.thinking),
+            ("server_tools=", bool(options.server_tools), caps.server_tools),
         )
         for what, needed, able in needs:
             if needed and not able:
