@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .fake_server import (
         FakeLLMServer,
         Fault,
+        Reply,
         RequestInfo,
         RequestRecord,
         ServerLimits,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "FakeLLMServer": ".fake_server",
     "Fault": ".fake_server",
+    "Reply": ".fake_server",
     "RequestInfo": ".fake_server",
     "RequestRecord": ".fake_server",
     "ServerLimits": ".fake_server",
@@ -37,6 +39,7 @@ _LAZY = {
 __all__ = [
     "FakeLLMServer",
     "Fault",
+    "Reply",
     "RequestInfo",
     "RequestRecord",
     "ServerLimits",

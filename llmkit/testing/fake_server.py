@@ -21,7 +21,9 @@ the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``,
 What a chat request gets, in order: a matching fault rule; a random fault
 (``fault_rates``); a scripted :class:`Fault` that replaces the reply; a 429
 when the key is over its :class:`ServerLimits`; the next scripted entry; the
-``reply=`` function; a call of the tool the request forces (arguments built
+``reply=`` function (a :class:`Reply` adds thinking, a refusal, a web search,
+cache counts or a truncated stream, each in its provider's documented
+shape); a call of the tool the request forces (arguments built
 from its JSON schema); a JSON instance of a requested ``json_schema``
 response format; else the echo of the last user message. ``max_tokens`` cuts
 text replies (finish reason ``length`` / ``max_tokens``). Tokens are counted
@@ -38,7 +40,7 @@ from __future__ import annotations
 from ._fake.buckets import ServerLimits
 from ._fake.faults import FaultRule
 from ._fake.log import RequestRecord
-from ._fake.replies import Fault, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply
+from ._fake.replies import Fault, Reply, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply
 from ._fake.server import FakeLLMServer
 from ._fake.spawn import SpawnedFakeServer, spawn_fake_server
 from ._fake.tokens import IMAGE_TOKENS, count_tokens
@@ -48,6 +50,7 @@ __all__ = [
     "FakeLLMServer",
     "Fault",
     "FaultRule",
+    "Reply",
     "ReplyFunction",
     "ReplyValue",
     "RequestInfo",
