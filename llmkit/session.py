@@ -296,8 +296,9 @@ class Session:
         """Keep the reply; return what the caller asked ``client.complete`` for."""
         reply = result[1] if isinstance(result, tuple) else result
         text = _reply_text(reply)
-        if getattr(reply, "tool_calls", None):
-            self._add(Message.assistant_tool_calls(reply))  # its text and calls: a valid history
+        if getattr(reply, "tool_calls", None) or getattr(reply, "parts", None):
+            # its text, calls, thinking and server tool blocks, in order: a valid history
+            self._add(Message.assistant_tool_calls(reply))
         elif text:
             self.add_assistant(text)
         else:

@@ -21,7 +21,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIXTURES", "WireReply", "WireServer", "fixture", "sse_reply", "json_reply", "pieces", "wire_server"]
+__all__ = [
+    "FIXTURES",
+    "WireReply",
+    "WireServer",
+    "fixture",
+    "json_reply",
+    "pieces",
+    "sse_reply",
+    "wire_server",
+]
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "protocol"
 
@@ -65,7 +74,9 @@ def sse_reply(
     headers: Sequence[tuple[str, str]] = (),
 ) -> WireReply:  # fmt: skip
     """An SSE stream of ``data``, cut into pieces by ``rng`` (see :func:`pieces`)."""
-    return WireReply(200, chunks=pieces(data, rng), headers=headers, content_type="text/event-stream", end=end)
+    return WireReply(
+        200, chunks=pieces(data, rng), headers=headers, content_type="text/event-stream", end=end
+    )
 
 
 @dataclass
@@ -201,7 +212,9 @@ def complete(client: Any, mode: str, prompt: Any = "Hi", **kw: Any) -> Any:
     return asyncio.run(run())
 
 
-def stream(client: Any, mode: str, prompt: Any = "Hi", **kw: Any) -> tuple[list[str], Any, BaseException | None]:
+def stream(
+    client: Any, mode: str, prompt: Any = "Hi", **kw: Any
+) -> tuple[list[str], Any, BaseException | None]:
     """Stream to the end: ``(pieces, stream, error)``; the error is caught, not raised."""
     if mode == "sync":
         got: list[str] = []

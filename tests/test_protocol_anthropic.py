@@ -272,7 +272,9 @@ def test_thinking_blocks_come_back_apart_from_the_text(wire, mode) -> None:
 def test_streamed_thinking_and_its_signature(wire, mode, split) -> None:
     wire.script(stream_fixture("anthropic_stream_thinking_tool_use.sse", split))
     with client(wire, max_tokens=4000) as c:
-        pieces, s, error = stream(c, mode, "Weather in Paris?", thinking=2048, tools=[{"name": "get_weather"}])
+        pieces, s, error = stream(
+            c, mode, "Weather in Paris?", thinking=2048, tools=[{"name": "get_weather"}]
+        )
     assert error is None
     assert "".join(pieces) == "Let me check."
     assert s.thinking == "The user wants the weather in Paris. I should call get_weather."
@@ -282,10 +284,39 @@ def test_streamed_thinking_and_its_signature(wire, mode, split) -> None:
     assert s.usage.reasoning_tokens == 41
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("split", SPLITS)
+def test_a_retried_stream_starts_its_thinking_afresh(wire, mode, split) -> None:
+    whole = fixture("anthropic_stream_thinking_tool_use.sse")
+    thought = whole.split(b"event: content_block_stop")[0]  # thinking, then the API fails
+    error = fixture("anthropic_stream_overloaded_before_text.sse").split(b"\n\n")[1] + b"\n\n"
+    wire.script(sse_reply(thought + error, rng_for(split)), sse_reply(whole, rng_for(split)))
+    with client(wire, max_tokens=4000, max_retries=2) as c:
+        _, s, failure = stream(c, mode, "Weather in Paris?", thinking=2048, tools=[{"name": "get_weather"}])
+    assert failure is None and s.attempts == 2
+    assert s.thinking == "The user wants the weather in Paris. I should call get_weather."
+    assert len(s.response.thinking_parts) == 1
+
+
+def test_a_plain_reply_with_server_tools_is_kept_whole_in_a_session(wire) -> None:
+    body = json.loads(fixture("anthropic_message_web_search.json"))
+    body["content"] = body["content"][:-1]  # no client tool call: a pause_turn continues from these blocks
+    body["stop_reason"] = "pause_turn"
+    wire.script(json_reply(body), json_reply(json.loads(fixture("anthropic_message_after_tool.json"))))
+    with client(wire) as c:
+        session = Session(client=c)
+        session.complete("When is high tide?")
+        session.complete()
+    kinds = [b["type"] for b in wire.bodies[1]["messages"][1]["content"]]
+    assert kinds == ["text", "server_tool_use", "web_search_tool_result", "text"]
+
+
 @pytest.mark.parametrize("source", ["complete", "stream"])
 def test_session_sends_the_thinking_block_back_with_the_tool_results(wire, source) -> None:
-    reply = (json_reply(json.loads(fixture("anthropic_message_thinking_tool_use.json"))) if source == "complete"
-             else stream_fixture("anthropic_stream_thinking_tool_use.sse", None))  # fmt: skip
+    if source == "complete":
+        reply = json_reply(json.loads(fixture("anthropic_message_thinking_tool_use.json")))
+    else:
+        reply = stream_fixture("anthropic_stream_thinking_tool_use.sse", None)
     wire.script(reply, json_reply(json.loads(fixture("anthropic_message_after_tool.json"))))
 
     def get_weather(city: str) -> str:
@@ -404,13 +435,17 @@ def test_builtin_anthropic_prices_know_cache_writes() -> None:
     assert price.cache_write_1h == pytest.approx(price.input * 2)
 
 
-@pytest.mark.parametrize(("model", "expected"), [("claude-sonnet-4-5", 1221), ("claude-3-5-haiku-latest", 10221)])
+@pytest.mark.parametrize(
+    ("model", "expected"), [("claude-sonnet-4-5", 1221), ("claude-3-5-haiku-latest", 10221)]
+)
 def test_cache_reads_count_toward_itpm_only_where_anthropic_says(wire, model, expected) -> None:
     wire.script(json_reply({**json.loads(fixture("anthropic_message_cache.json")), "model": model}))
     with client(wire, model=model) as c:
         adapter, slot = c._adapter, c._pool.slots[0]
         reply = adapter.complete(slot.client, c._request("Hi", {}))
-    counted = reply.response.usage.input_tokens if reply.limit_input_tokens is None else reply.limit_input_tokens
+    counted = (
+        reply.response.usage.input_tokens if reply.limit_input_tokens is None else reply.limit_input_tokens
+    )
     assert counted == expected  # None: the same as usage.input_tokens
 
 
@@ -438,3 +473,17 @@ def test_server_tool_part_reads_its_block() -> None:
     part = ServerToolPart({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
                            "input": {"query": "q"}})  # fmt: skip
     assert part.is_call and part.id == "srvtoolu_1" and part.input == {"query": "q"}
+
+
+def test_an_sdk_status_error_from_an_error_event_is_mapped_by_its_type() -> None:
+    # The anthropic SDK's own stream raises an event: error with the stream's status, 200.
+    import anthropic
+    import httpx2
+
+    from llmkit.providers._sdk import map_sdk_error
+
+    response = httpx2.Response(200, request=httpx2.Request("POST", "http://127.0.0.1/v1/messages"))
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    raised = anthropic.APIStatusError("Overloaded", response=response, body=body)
+    error = map_sdk_error(raised, anthropic, "anthropic")
+    assert type(error) is OverloadedError and error.status_code == 529

@@ -90,8 +90,8 @@ def test_openai_counts_reasoning_tokens(server) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_thinking_tool_loop_through_a_session(server, mode) -> None:
-    server.script(Reply("Let me check.", thinking="I need the weather.", tool_call=ToolCallReply("get_weather")),
-                  "Sunny.")  # fmt: skip
+    first = Reply("Let me check.", thinking="I need the weather.", tool_call=ToolCallReply("get_weather"))
+    server.script(first, "Sunny.")
 
     def get_weather(city: str) -> str:
         """The weather in a city."""
@@ -136,11 +136,10 @@ def test_the_fake_refuses_a_tool_turn_without_its_thinking(server) -> None:
 
 @pytest.mark.parametrize("mode", MODES)
 def test_web_search_is_a_server_tool_and_its_input_is_counted(server, mode) -> None:
-    server.script(Reply("High tide at six.", web_search="tide times"), Reply("High tide at six.",
-                                                                             web_search="tide times"))  # fmt: skip
+    server.script(*[Reply("High tide at six.", web_search="tide times")] * 2)
     with client(server, "anthropic", model="claude-sonnet-4-5") as c:
         r = complete(c, mode, "When is high tide?")
-        pieces, s, error = stream(c, mode, "When is high tide?")
+        _, s, error = stream(c, mode, "When is high tide?")
     assert r.tool_calls == () and [p.name for p in r.server_tool_calls] == ["web_search"]
     assert error is None and s.tool_calls == () and [p.input for p in s.server_tool_calls] == [
         {"query": "tide times"}]  # fmt: skip
@@ -163,7 +162,11 @@ def test_anthropic_cache_writes_are_reported(server) -> None:
     with client(server, "anthropic") as c:
         r = c.complete("x" * 400)
     u = r.usage
-    assert (u.cached_input_tokens, u.cache_write_tokens, u.input_tokens) == (40, 50, server.requests[0].input_tokens)
+    assert (u.cached_input_tokens, u.cache_write_tokens, u.input_tokens) == (
+        40,
+        50,
+        server.requests[0].input_tokens,
+    )
 
 
 # -- streams that end honestly ---------------------------------------------------------------------------

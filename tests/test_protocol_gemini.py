@@ -103,9 +103,14 @@ def test_more_than_one_candidate_is_refused(wire, spelling) -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [{"labels": {"team": "x"}}, {"audio_timestamp": True}, {"generation_config": {"audioTimestamp": True}},
-           {"routing_config": {"autoMode": {}}}],
-)  # fmt: skip
+    "kw",
+    [
+        {"labels": {"team": "x"}},
+        {"audio_timestamp": True},
+        {"generation_config": {"audioTimestamp": True}},
+        {"routing_config": {"autoMode": {}}},
+    ],
+)
 def test_vertex_only_fields_are_refused(wire, kw) -> None:
     wire.script(thinking_reply())
     with client(wire) as c, pytest.raises(InvalidRequestError, match="Vertex"):
@@ -116,7 +121,9 @@ def test_vertex_only_fields_are_refused(wire, kw) -> None:
 def test_generation_config_fields_of_the_proto_pass(wire) -> None:
     wire.script(thinking_reply())
     with client(wire) as c:
-        c.complete("Hi", top_k=3, seed=7, response_logprobs=True, logprobs=2, media_resolution="MEDIA_RESOLUTION_LOW")
+        c.complete(
+            "Hi", top_k=3, seed=7, response_logprobs=True, logprobs=2, media_resolution="MEDIA_RESOLUTION_LOW"
+        )
     config = wire.bodies[0]["generationConfig"]
     assert config == {"topK": 3, "seed": 7, "responseLogprobs": True, "logprobs": 2,
                       "mediaResolution": "MEDIA_RESOLUTION_LOW"}  # fmt: skip

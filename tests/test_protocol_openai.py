@@ -27,7 +27,15 @@ from protocol_wire import (
     wire_server,
 )
 
-from llmkit import InvalidRequestError, LLMClient, Message, MessageRole, NetworkError, ProviderError, StreamError
+from llmkit import (
+    InvalidRequestError,
+    LLMClient,
+    Message,
+    MessageRole,
+    NetworkError,
+    ProviderError,
+    StreamError,
+)
 from llmkit.config import load_settings
 from llmkit.costs import PriceTable
 
@@ -80,7 +88,9 @@ def test_a_whole_stream_ends_with_usage(wire, provider, mode, split) -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("split", SPLITS)
 @pytest.mark.parametrize("end", ["chunked", "close"])
-@pytest.mark.parametrize("name", ["openai_stream_cut_before_finish.sse", "openai_stream_cut_before_usage.sse"])
+@pytest.mark.parametrize(
+    "name", ["openai_stream_cut_before_finish.sse", "openai_stream_cut_before_usage.sse"]
+)
 def test_a_cut_stream_is_an_error(wire, provider, mode, split, end, name) -> None:
     wire.script(stream_fixture(name, split, end=end))
     with client(wire, provider, max_retries=1) as c:
@@ -145,6 +155,16 @@ def test_a_streamed_refusal_is_exposed(wire, mode, split) -> None:
     assert error is None and pieces == []
     assert s.refusal == "I'm sorry, I can't help with that."
     assert s.finish_reason == "refusal" and s.response.refusal == s.refusal
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_refusal_cut_short_is_not_retried(wire, mode) -> None:
+    events = fixture("openai_stream_refusal.sse").split(b"\n\n")
+    wire.script(sse_reply(b"\n\n".join(events[:3]) + b"\n\n"))  # the role chunk and two refusal pieces
+    with client(wire, max_retries=3) as c:
+        _, s, error = stream(c, mode)
+    assert isinstance(error, StreamError) and s.refusal == "I'm sorry, I can't"
+    assert len(wire.recorded) == 1  # a refusal handed over is output: never asked again
 
 
 # -- 7. n > 1 ----------------------------------------------------------------------------------------
@@ -225,12 +245,17 @@ def test_openai_sends_no_name_on_tool_messages(wire) -> None:
 # -- 9. reasoning models ------------------------------------------------------------------------------
 
 
+REASONING = ["o3-mini", "o1", "o4-mini", "gpt-5", "gpt-5-mini-2025-08-07"]
+
+
 @pytest.mark.parametrize(
     ("model", "field"),
-    [("o3-mini", "max_completion_tokens"), ("o1", "max_completion_tokens"), ("o4-mini", "max_completion_tokens"),
-     ("gpt-5", "max_completion_tokens"), ("gpt-5-mini-2025-08-07", "max_completion_tokens"),
-     ("gpt-4o-mini", "max_tokens"), ("gpt-4.1", "max_tokens")],
-)  # fmt: skip
+    [
+        *((m, "max_completion_tokens") for m in REASONING),
+        ("gpt-4o-mini", "max_tokens"),
+        ("gpt-4.1", "max_tokens"),
+    ],
+)
 def test_the_output_limit_field_follows_the_model_family(wire, model, field) -> None:
     wire.script(chat())
     with client(wire, model=model) as c:
@@ -264,7 +289,12 @@ def test_reasoning_effort_and_reasoning_tokens(wire, mode) -> None:
     assert body["reasoning_effort"] == "high" and body["max_completion_tokens"] == 2000
     assert "thinking" not in body
     u = r.usage
-    assert (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens) == (1312, 1024, 530, 512)
+    assert (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens) == (
+        1312,
+        1024,
+        530,
+        512,
+    )
     assert r.cost == pytest.approx((288 * 1.1 + 1024 * 0.55 + 530 * 4.4) / 1e6)
 
 

@@ -20,6 +20,7 @@ from llmkit.errors import (
     ProviderError,
     RequestTimeoutError,
 )
+from llmkit.providers._anthropic_reply import ERROR_STATUS
 from llmkit.providers._errors import error_for_status
 
 __all__ = ["map_sdk_error"]
@@ -69,8 +70,6 @@ def _status_of(exc: Any) -> int:
     ``event: error``, which the SDK raises with the stream's 200), the status of its error type."""
     status = int(exc.status_code)
     if status < 400:
-        from llmkit.providers._anthropic_reply import ERROR_STATUS
-
         body = getattr(exc, "body", None)
         error = body.get("error") if isinstance(body, Mapping) else None
         kind = error.get("type") if isinstance(error, Mapping) else None
