@@ -487,3 +487,10 @@ def test_an_sdk_status_error_from_an_error_event_is_mapped_by_its_type() -> None
     raised = anthropic.APIStatusError("Overloaded", response=response, body=body)
     error = map_sdk_error(raised, anthropic, "anthropic")
     assert type(error) is OverloadedError and error.status_code == 529
+
+
+def test_message_names_are_left_out_and_said(wire) -> None:
+    wire.script(json_reply(json.loads(fixture("anthropic_message_after_tool.json"))))
+    with client(wire) as c, pytest.warns(UserWarning, match="name"):
+        c.complete([Message(MessageRole.USER, "Hi", name="alice")])
+    assert wire.bodies[0]["messages"] == [{"role": "user", "content": "Hi"}]

@@ -308,6 +308,14 @@ def test_thinking_openai_cannot_take_is_refused(wire, model, thinking, words) ->
     assert wire.recorded == []
 
 
+def test_thinking_none_on_a_model_that_does_not_reason_is_no_thinking(wire) -> None:
+    wire.script(chat())
+    with client(wire, model="gpt-4o-mini") as c:
+        c.complete("Hi", thinking="none")
+        c.complete("Hi", thinking=False)
+    assert all("reasoning_effort" not in body for body in wire.bodies)
+
+
 @pytest.mark.parametrize("provider", ["groq", "local"])
 def test_thinking_is_refused_where_the_adapter_has_none(wire, provider) -> None:
     with client(wire, provider) as c, pytest.raises(InvalidRequestError, match="thinking"):

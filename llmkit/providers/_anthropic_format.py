@@ -23,6 +23,7 @@ cache is read.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,7 +93,13 @@ def _is_tool_results(data: dict[str, Any]) -> bool:
 
 
 def messages(request: Request, options: CallOptions | None = None) -> list[dict[str, Any]]:
-    """The conversation; the results of one turn's tool calls go together in one user turn."""
+    """The conversation; the results of one turn's tool calls go together in one user turn.
+
+    Anthropic takes no ``name`` on messages: a message's name is left out, said once by a warning.
+    """
+    if any(m.name is not None and m.role is not MessageRole.TOOL for m in request.messages):
+        note = "anthropic does not take messages[].name: llmkit leaves it out."
+        warnings.warn(note, UserWarning, stacklevel=3)
     result: list[dict[str, Any]] = []
     for message in request.messages:
         data = _message(message)

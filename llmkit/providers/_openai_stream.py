@@ -72,14 +72,11 @@ class OpenAIStream:
 
     def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
         parser = SSEParser()
-        for chunk in chunks:
+        for chunk in chunks:  # read to the end (after [DONE] too), so the connection can be reused
             for event in parser.feed(chunk):
                 yield from self._event(event.data)
-            if self.done:
-                break
-        else:
-            for event in parser.close():
-                yield from self._event(event.data)
+        for event in parser.close():
+            yield from self._event(event.data)
         if not self.whole:
             missing = "its finish_reason" if self.finish is None else "its usage and [DONE]"
             raise NetworkError(f"The {self.provider} stream ended before {missing}", provider=self.provider)

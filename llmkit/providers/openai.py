@@ -93,7 +93,7 @@ class OpenAIProvider(Provider):
             params["stop"] = list(request.stop)
         if request.timeout is not None:
             params["timeout"] = request.timeout
-        if isinstance(options.thinking, str):
+        if isinstance(options.thinking, str) and (options.thinking != "none" or self._reasons(request.model)):
             params["reasoning_effort"] = options.thinking
         params.update(tool_params(request))
         params.update(options.rest)
@@ -134,7 +134,7 @@ class OpenAIProvider(Provider):
         self._check_thinking(options.thinking, request.model)
 
     def _check_thinking(self, thinking: Any, model: str) -> None:
-        if thinking is None or thinking is False:
+        if thinking is None or thinking is False or (thinking == "none" and not self._reasons(model)):
             return
         if not self.capabilities.thinking:
             raise self._refuse(
