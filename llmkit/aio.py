@@ -186,6 +186,26 @@ class AsyncTextStream:
         return self._stream.tool_calls
 
     @property
+    def refusal(self) -> str | None:
+        """The refusal message, when the model refused (``finish_reason`` is then ``"refusal"``)."""
+        return self._stream.refusal
+
+    @property
+    def thinking(self) -> str:
+        """The thinking text received so far."""
+        return self._stream.thinking
+
+    @property
+    def server_tool_calls(self) -> tuple[Any, ...]:
+        """The calls of tools the provider ran itself (never in ``tool_calls``)."""
+        return self._stream.server_tool_calls
+
+    @property
+    def parts(self) -> tuple[Any, ...]:
+        """The turn's blocks in order, when it held more than text (as ``Response.parts``)."""
+        return self._stream.parts
+
+    @property
     def done(self) -> bool:
         return self._stream.done
 

@@ -28,6 +28,16 @@ the budget.
 Errors: when ``complete()`` fails, the session is left exactly as it was
 before the call (the user message it added is rolled back), so the same call
 can simply be made again.
+
+Thinking and server tools: a reply's thinking blocks (with their signatures)
+and the blocks of tools the provider ran itself are kept with the reply that
+called tools (:meth:`Message.assistant_tool_calls`), so the next call sends
+them back, as Anthropic requires during tool use with extended thinking.
+
+Prompt caching: ``Session(cache_control=True)`` (or ``"1h"``) passes
+``cache_control=`` to every ``complete()`` that does not give its own, so the
+conversation's stable prefix is cached where the provider needs it marked
+(Anthropic; OpenAI and Gemini cache by themselves).
 """
 
 from __future__ import annotations
@@ -122,6 +132,9 @@ class Session:
         client: the client ``complete()`` uses when none is passed to it.
         max_tokens_budget: trim the oldest turns whenever the conversation's
             estimated input tokens pass this. None: never trim automatically.
+        cache_control: passed as ``cache_control=`` to every ``complete()`` that
+            gives none (``True``, ``"5m"``, ``"1h"``: cache the stable prefix).
+            None: not passed.
 
     Every method is thread-safe. ``complete()`` calls are serialized per
     session, so turns never interleave; ``add_message`` from other threads
@@ -129,7 +142,12 @@ class Session:
     """
 
     def __init__(
-        self, system_prompt: str | None = None, *, client: Any = None, max_tokens_budget: int | None = None
+        self,
+        system_prompt: str | None = None,
+        *,
+        client: Any = None,
+        max_tokens_budget: int | None = None,
+        cache_control: Any = None,
     ) -> None:
         if max_tokens_budget is not None and (
             isinstance(max_tokens_budget, bool)
@@ -141,6 +159,7 @@ class Session:
             )
         self.client = client
         self.max_tokens_budget = max_tokens_budget
+        self.cache_control = cache_control
         self._lock = threading.RLock()
         self._turn_lock = threading.Lock()
         self._system: list[Message] = []
@@ -250,6 +269,11 @@ class Session:
             )
         return client
 
+    def _call_options(self, kwargs: dict[str, Any]) -> None:
+        """The session's own call options, where the call gives none."""
+        if self.cache_control is not None:
+            kwargs.setdefault("cache_control", self.cache_control)
+
     def _begin(self, text: Any) -> tuple[list[Message], Message | None]:
         """Add the user's text (if any); return the history as it was, and the message added."""
         with self._lock:
@@ -272,8 +296,9 @@ class Session:
         """Keep the reply; return what the caller asked ``client.complete`` for."""
         reply = result[1] if isinstance(result, tuple) else result
         text = _reply_text(reply)
-        if getattr(reply, "tool_calls", None):
-            self._add(Message.assistant_tool_calls(reply))  # its text and calls: a valid history
+        if getattr(reply, "tool_calls", None) or getattr(reply, "parts", None):
+            # its text, calls, thinking and server tool blocks, in order: a valid history
+            self._add(Message.assistant_tool_calls(reply))
         elif text:
             self.add_assistant(text)
         else:
@@ -292,6 +317,7 @@ class Session:
         """
         client = self._client(client)
         wants_pair, structured = _ask_for_response(kwargs)
+        self._call_options(kwargs)
         with self._turn_lock:
             before, added = self._begin(text)
             try:
@@ -306,6 +332,7 @@ class Session:
         client = self._client(client)
         send = client.complete
         wants_pair, structured = _ask_for_response(kwargs)
+        self._call_options(kwargs)
         while not self._turn_lock.acquire(blocking=False):  # a thread lock: poll, cancellable
             await asyncio.sleep(0.002)
         try:

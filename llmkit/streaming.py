@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Any
 
 from llmkit.providers.base import StreamDelta
-from llmkit.types import Response, ToolCall, Usage
+from llmkit.types import Response, ServerToolPart, TextPart, ToolCall, Usage
 
 __all__ = ["StreamObserver", "TextStream"]
 
@@ -22,7 +23,12 @@ class TextStream:
 
     Tool calls are not yielded: they are put together as their pieces arrive
     and appear in ``tool_calls`` (and ``response.tool_calls``) when the model's
-    turn ends.
+    turn ends. Neither are thinking and refusals: ``thinking`` is the thinking
+    text so far, ``refusal`` the refusal message (and ``finish_reason`` is
+    ``"refusal"``), ``server_tool_calls`` the tools the provider ran itself;
+    ``response.parts`` holds the turn's thinking and server tool blocks in
+    order, to be sent back (see :meth:`~llmkit.types.Message.assistant_tool_calls`).
+    A stream retried before its first text starts its thinking afresh.
 
     The key stays held while the stream is open and is released when it ends,
     fails, or is closed early with :meth:`close` (or by leaving a ``with``
@@ -52,6 +58,9 @@ class TextStream:
         self.key_id: str | None = None
         self.attempts = 1
         self.done = False
+        self.refusal: str | None = None
+        self._thinking: list[str] = []
+        self._blocks: list[Any] | None = None  # the turn's blocks in order, once a non-text one came
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -62,6 +71,8 @@ class TextStream:
                 self._absorb(delta)
                 if delta.text:
                     self._parts.append(delta.text)
+                    if self._blocks is not None:
+                        self._add_text(delta.text)
                     return delta.text
         except Exception as error:
             self._ended(error)
@@ -81,13 +92,46 @@ class TextStream:
             self.request_id = delta.request_id
         if delta.tool_calls:
             self.tool_calls += delta.tool_calls
-        if delta.key_id:
+        if delta.thinking:
+            self._thinking.append(delta.thinking)
+        if delta.refusal:
+            self.refusal = (self.refusal or "") + delta.refusal
+        if delta.parts:
+            if self._blocks is None:
+                self._blocks = [[self.text]] if self._parts else []
+            self._blocks.extend(delta.parts)
+        if delta.key_id:  # a new try: what an earlier one thought is not this answer's
             self.key_id, self.attempts = delta.key_id, delta.attempts
+            self._thinking, self._blocks = [], None
+
+    def _add_text(self, text: str) -> None:
+        assert self._blocks is not None
+        if self._blocks and isinstance(self._blocks[-1], list):
+            self._blocks[-1].append(text)
+        else:
+            self._blocks.append([text])
 
     @property
     def text(self) -> str:
         """The text received so far."""
         return "".join(self._parts)
+
+    @property
+    def thinking(self) -> str:
+        """The thinking text received so far ("" when the model showed none)."""
+        return "".join(self._thinking)
+
+    @property
+    def parts(self) -> tuple[Any, ...]:
+        """The turn so far in order, when it held more than text (as ``Response.parts``)."""
+        if self._blocks is None:
+            return ()
+        return tuple(TextPart("".join(b)) if isinstance(b, list) else b for b in self._blocks)
+
+    @property
+    def server_tool_calls(self) -> tuple[ServerToolPart, ...]:
+        """The calls of tools the provider ran itself (web search...), never in ``tool_calls``."""
+        return tuple(p for p in self.parts if isinstance(p, ServerToolPart) and p.is_call)
 
     @property
     def response(self) -> Response:
@@ -104,6 +148,8 @@ class TextStream:
             tool_calls=self.tool_calls,
             cost=self.cost,
             attempts=self.attempts,
+            refusal=self.refusal,
+            parts=self.parts,
         )
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from llmkit.blocks import ServerToolPart, ThinkingPart, is_server_tool_block
 from llmkit.errors import InvalidRequestError
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "Message",
     "MessageRole",
     "Response",
+    "ServerToolPart",
     "TextPart",
+    "ThinkingPart",
     "ToolCall",
     "Usage",
     "normalize_messages",
@@ -64,6 +67,10 @@ class TextPart:
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
             raise InvalidRequestError(f"TextPart text must be a string, got {type(self.text).__name__}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"type": "text", "text": ...}`` (how sessions save it)."""
+        return {"type": "text", "text": self.text}
 
 
 IMAGE_MEDIA_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "image/webp")
@@ -220,19 +227,39 @@ class ImagePart:
         return f"data:{self.media_type};base64,{self.base64()}"
 
 
+_PART_TYPES = (TextPart, ImagePart, ThinkingPart, ServerToolPart, Mapping)
+
+
 def _check_parts(parts: list[Any]) -> list[Any]:
-    """Content parts, plain strings made TextParts; provider-native dicts pass untouched."""
+    """Content parts, plain strings made TextParts; provider-native dicts pass untouched,
+    except saved thinking and server tool blocks, which become their parts again."""
     checked: list[Any] = []
     for index, part in enumerate(parts):
         if isinstance(part, str):
             part = TextPart(part)
-        elif not isinstance(part, (TextPart, ImagePart, Mapping)):
+        elif isinstance(part, Mapping):
+            part = _part_from_dict(part)
+        elif not isinstance(part, _PART_TYPES):
             raise InvalidRequestError(
                 f"Content part {index} is a {type(part).__name__}: use TextPart, ImagePart, a string "
                 "or a provider's own part dict."
             )
         checked.append(part)
     return checked
+
+
+def _part_from_dict(part: Mapping[str, Any]) -> Any:
+    kind = part.get("type")
+    if kind == "text" and set(part) == {"type", "text"} and isinstance(part["text"], str):
+        return TextPart(part["text"])
+    if kind == "thinking" and isinstance(part.get("thinking"), str):
+        signature = part.get("signature")
+        return ThinkingPart(part["thinking"], signature if isinstance(signature, str) else None)
+    if kind == "redacted_thinking" and isinstance(part.get("data"), str):
+        return ThinkingPart(redacted=part["data"])
+    if is_server_tool_block(kind):
+        return ServerToolPart(dict(part))
+    return part
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +307,23 @@ class Message:
 
     @classmethod
     def assistant_tool_calls(cls, response: Response) -> Message:
-        """The assistant turn of ``response`` with its tool calls, to send back before the results."""
-        return cls(MessageRole.ASSISTANT, response.content or "", tool_calls=tuple(response.tool_calls))
+        """The assistant turn of ``response`` with its tool calls, to send back before the results.
+
+        When the reply had thinking or server tool blocks (``response.parts``),
+        the content is those parts in their order, so that the adapter can send
+        them back as the provider requires (Anthropic refuses a tool-use turn
+        without its thinking block); else it is the reply's text.
+        """
+        content: Any = list(response.parts) if response.parts else (response.content or "")
+        return cls(MessageRole.ASSISTANT, content, tool_calls=tuple(response.tool_calls))
+
+    @classmethod
+    def from_response(cls, response: Response) -> Message:
+        """The assistant turn of ``response`` as it goes back into a conversation.
+
+        The same as :meth:`assistant_tool_calls`, under a name that fits a reply without calls.
+        """
+        return cls.assistant_tool_calls(response)
 
 
 MessagesInput = Union[str, Message, Mapping[str, Any], Iterable[Union[Message, Mapping[str, Any]]]]  # noqa: UP007 - a runtime alias on 3.10
@@ -330,21 +372,40 @@ def normalize_messages(messages: MessagesInput) -> tuple[Message, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Tokens a call used. ``cached_input_tokens`` counts inside ``input_tokens``."""
+    """Tokens a call used, as the provider counted them.
+
+    ``input_tokens`` is every input token of the call, whatever the cache did;
+    of those, ``cached_input_tokens`` were read from the provider's prompt
+    cache and ``cache_write_tokens`` were written to it (Anthropic; of these,
+    ``cache_write_1h_tokens`` into its one-hour cache). ``output_tokens`` is
+    every output token billed, thinking included; ``reasoning_tokens`` is the
+    part the provider says went to thinking or reasoning (0: not reported).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cache_write_1h_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens neither read from nor written to the prompt cache."""
+        return max(self.input_tokens - self.cached_input_tokens - self.cache_write_tokens, 0)
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
             self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
         )
 
 
@@ -413,6 +474,15 @@ class Response:
     ``cached`` is True when the answer came from the response cache.
     ``fallback_index`` is 0 when the client's own provider answered, ``i + 1``
     when its ``fallbacks[i]`` did (``provider`` and ``model`` say which).
+
+    ``content`` is the answer's text only. ``refusal`` is the provider's
+    refusal message when the model refused (OpenAI ``message.refusal``);
+    ``finish_reason == "refusal"`` is the sign on every provider that says so.
+    ``parts`` is the whole assistant turn in order when it held more than text
+    (:class:`TextPart`, :class:`ThinkingPart`, :class:`ServerToolPart`; empty
+    for a plain answer): :meth:`Message.assistant_tool_calls` sends it back.
+    ``thinking`` is the thinking text, ``server_tool_calls`` the tools the
+    provider ran itself (never in ``tool_calls``).
     """
 
     content: str
@@ -430,6 +500,28 @@ class Response:
     parsed: Any = field(default=None, repr=False, compare=False)
     raw: Any = field(default=None, repr=False, compare=False)
     fallback_index: int = 0
+    refusal: str | None = None
+    parts: tuple[Any, ...] = field(default=(), repr=False)
 
     def __str__(self) -> str:
         return self.content
+
+    @property
+    def thinking_parts(self) -> tuple[ThinkingPart, ...]:
+        """The thinking blocks of the turn (with their signatures), in order."""
+        return tuple(p for p in self.parts if isinstance(p, ThinkingPart))
+
+    @property
+    def thinking(self) -> str:
+        """The thinking text of the turn, blocks joined by blank lines ("" when none was shown)."""
+        return "\n\n".join(p.thinking for p in self.thinking_parts if p.thinking)
+
+    @property
+    def server_tool_calls(self) -> tuple[ServerToolPart, ...]:
+        """The calls of tools the provider ran itself (web search...), in order."""
+        return tuple(p for p in self.parts if isinstance(p, ServerToolPart) and p.is_call)
+
+    @property
+    def server_tool_results(self) -> tuple[ServerToolPart, ...]:
+        """The results of those calls, as the provider sent them."""
+        return tuple(p for p in self.parts if isinstance(p, ServerToolPart) and not p.is_call)

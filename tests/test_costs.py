@@ -24,7 +24,7 @@ from llmkit.testing import FakeLLMServer
         ("gpt-4o", ModelPrice(2.5, 10.0, 1.25)),
         ("GPT-4o", ModelPrice(2.5, 10.0, 1.25)),
         ("gpt-4o-2024-05-13", ModelPrice(5.0, 15.0)),  # its own (older) price, not the family's
-        ("claude-3-5-haiku-latest", ModelPrice(0.8, 4.0, 0.08)),
+        ("claude-3-5-haiku-latest", ModelPrice(0.8, 4.0, 0.08, 1.0, 1.6)),
         ("gemini-2.0-flash", ModelPrice(0.1, 0.4, 0.025)),
         ("llama-3.3-70b-versatile", ModelPrice(0.59, 0.79)),
     ],

@@ -117,8 +117,10 @@ def test_usage_counts_cache_thoughts_and_tool_prompts(provider, session):
     parts = [{"text": "thinking...", "thought": True}, {"text": "Paris"}]
     responses.post(URL, json=reply(usageMetadata=usage, candidates=[{"content": {"parts": parts}}]))
     response = provider.complete(session, req()).response
-    assert response.usage == Usage(input_tokens=105, output_tokens=35, cached_input_tokens=40)
+    expected = Usage(input_tokens=105, output_tokens=35, cached_input_tokens=40, reasoning_tokens=25)
+    assert response.usage == expected
     assert response.content == "Paris"  # thoughts are not the answer
+    assert response.thinking == "thinking..."
 
 
 @responses.activate

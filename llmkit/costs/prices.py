@@ -30,25 +30,50 @@ _MAX_RESOLVED = 4096
 
 @dataclass(frozen=True, slots=True)
 class ModelPrice:
-    """USD per million tokens. ``cached_input`` None means the same as ``input``."""
+    """USD per million tokens.
+
+    ``cached_input``: input read from the prompt cache; ``cache_write``: input
+    written to it (Anthropic's 5-minute cache: 1.25x input); ``cache_write_1h``:
+    input written to a one-hour cache (Anthropic: 2x input). None means the
+    same as ``input`` (``cache_write_1h``: the same as ``cache_write``).
+    """
 
     input: float
     output: float
     cached_input: float | None = None
+    cache_write: float | None = None
+    cache_write_1h: float | None = None
 
     def __post_init__(self) -> None:
         if self.cached_input is None:
             object.__setattr__(self, "cached_input", self.input)
+        if self.cache_write is None:
+            object.__setattr__(self, "cache_write", self.input)
+        if self.cache_write_1h is None:
+            object.__setattr__(self, "cache_write_1h", self.cache_write)
 
     def cost(self, usage: Usage) -> float:
-        """Dollars for ``usage``; its cached input tokens (part of input) at the cached price."""
-        cached = min(max(usage.cached_input_tokens, 0), usage.input_tokens)
-        cached_price = self.input if self.cached_input is None else self.cached_input
+        """Dollars for ``usage``: input read from or written to the cache (both part of
+        ``input_tokens``) at their prices, the rest of the input and the output at theirs."""
+        total_in = max(usage.input_tokens, 0)
+        cached = min(max(usage.cached_input_tokens, 0), total_in)
+        written = min(max(usage.cache_write_tokens, 0), total_in - cached)
+        hour = min(max(usage.cache_write_1h_tokens, 0), written)
         return (
-            (usage.input_tokens - cached) * self.input
-            + cached * cached_price
+            (total_in - cached - written) * self.input
+            + cached * _price(self.cached_input, self.input)
+            + (written - hour) * _price(self.cache_write, self.input)
+            + hour * _price(self.cache_write_1h, self.input)
             + usage.output_tokens * self.output
         ) * _PER_TOKEN
+
+
+def _price(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+_PRICE_FIELDS = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+_OPTIONAL_FIELDS = ("cached_input", "cache_write", "cache_write_1h")
 
 
 def _price_from(model: str, value: Any) -> ModelPrice:
@@ -60,15 +85,15 @@ def _price_from(model: str, value: Any) -> ModelPrice:
             '{"input": 1.0, "output": 2.0, "cached_input": 0.5} (USD per million tokens), '
             f"got {value!r}."
         )
-    unknown = set(value) - {"input", "output", "cached_input"}
+    unknown = set(value) - set(_PRICE_FIELDS)
     if unknown or "input" not in value or "output" not in value:
         raise ConfigurationError(
-            f"The price of {model!r} needs 'input' and 'output' (and optionally 'cached_input'), "
-            f"in USD per million tokens; got the fields {sorted(value)}."
+            f"The price of {model!r} needs 'input' and 'output' (and optionally 'cached_input', "
+            f"'cache_write', 'cache_write_1h'), in USD per million tokens; got the fields {sorted(value)}."
         )
-    for field_name in ("input", "output", "cached_input"):
+    for field_name in _PRICE_FIELDS:
         number = value.get(field_name)
-        if field_name == "cached_input" and number is None:
+        if field_name in _OPTIONAL_FIELDS and number is None:
             continue
         if (
             isinstance(number, bool)
@@ -79,7 +104,10 @@ def _price_from(model: str, value: Any) -> ModelPrice:
                 f"The {field_name} price of {model!r} must be a number >= 0 (USD per million tokens), "
                 f"got {number!r}."
             )
-    return ModelPrice(float(value["input"]), float(value["output"]), value.get("cached_input"))
+    return ModelPrice(
+        float(value["input"]), float(value["output"]),
+        *(None if value.get(name) is None else float(value[name]) for name in _OPTIONAL_FIELDS),
+    )  # fmt: skip
 
 
 _builtin_lock = threading.Lock()
@@ -110,9 +138,9 @@ class PriceTable:
     """Model prices: the built-in list under your ``overrides``.
 
     Args:
-        overrides: ``{model id: {"input", "output", "cached_input"}}`` in USD per
-            million tokens (or :class:`ModelPrice`); they win over the built-in
-            list, and their ids are matched by prefix the same way.
+        overrides: ``{model id: {"input", "output", "cached_input", "cache_write",
+            "cache_write_1h"}}`` in USD per million tokens (or :class:`ModelPrice`);
+            they win over the built-in list, and their ids are matched by prefix the same way.
         builtin: False to use only ``overrides``.
     """
 

@@ -4,7 +4,9 @@
   rewritten into Gemini's schema subset (:mod:`llmkit.providers._gemini_schema`);
   a schema that subset cannot express (``dict[str, X]``, ``Any``, recursion)
   goes as it is in ``parametersJsonSchema``; a function without parameters
-  sends none (Gemini refuses an object schema with no properties).
+  sends none (Gemini refuses an object schema with no properties). The proto
+  marks ``description`` required: a tool without one (a function with no
+  docstring) gets ``"Calls <name>."``.
 * ``tool_choice`` -> ``toolConfig.functionCallingConfig``: auto -> ``AUTO``,
   none -> ``NONE``, required -> ``ANY``, one tool -> ``ANY`` with
   ``allowedFunctionNames``.
@@ -64,9 +66,8 @@ def tool_params(tools: Sequence[ToolSpec], choice: ToolChoice | None) -> dict[st
 def _declaration(tool: ToolSpec) -> dict[str, Any]:
     from llmkit.providers._gemini_schema import gemini_schema
 
-    declaration: dict[str, Any] = {"name": tool.name}
-    if tool.description:
-        declaration["description"] = tool.description
+    description = tool.description or f"Calls {tool.name}."
+    declaration: dict[str, Any] = {"name": tool.name, "description": description}
     if tool.parameters.get("properties"):
         try:
             declaration["parameters"] = gemini_schema(tool.parameters, tool.name)

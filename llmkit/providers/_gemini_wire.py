@@ -11,16 +11,23 @@ Request mapping (``POST .../models/{model}:generateContent``):
 * ``temperature``, ``max_tokens``, ``stop`` -> ``generationConfig``
   (``temperature``, ``maxOutputTokens``, ``stopSequences``);
 * ``extra`` parameters, snake_case or camelCase: GenerationConfig fields
-  (``top_p``, ``top_k``, ``seed``, ``candidate_count``, ``presence_penalty``,
+  (``top_p``, ``top_k``, ``seed``, ``presence_penalty``,
   ``frequency_penalty``, ``response_mime_type``, ``response_schema``,
-  ``thinking_config``, ...) go into ``generationConfig``; a ``generation_config``
-  dict is merged into it; everything else (``safety_settings``, ``tools``,
-  ``tool_config``, ``cached_content``, ``labels``, ...) goes top-level, camelCased.
+  ``thinking_config``, ...: the proto's list) go into ``generationConfig``; a
+  ``generation_config`` dict is merged into it; everything else
+  (``safety_settings``, ``tool_config``, ``cached_content``, ...) goes
+  top-level, camelCased. ``thinking=`` becomes ``thinkingConfig`` and what the
+  API refuses is refused first (:mod:`llmkit.providers._gemini_options`);
+  ``cache_control=`` is not sent (Gemini caches implicitly and reports it).
+  Thinking and server tool parts of earlier turns are not sent back (Gemini's
+  signatures travel on the function calls).
 
 Reply mapping: ``usageMetadata`` -> :class:`Usage` (``promptTokenCount`` +
 ``toolUsePromptTokenCount`` as input, ``candidatesTokenCount`` +
-``thoughtsTokenCount`` as output, since thinking is billed as output;
-``cachedContentTokenCount`` as cached input); ``finishReason`` passes through
+``thoughtsTokenCount`` as output, since thinking is billed as output, the
+thoughts also as ``reasoning_tokens``; ``cachedContentTokenCount`` as cached
+input); ``thought: true`` parts -> :class:`ThinkingPart` in ``Response.parts``
+(``Response.thinking``), never the answer's text; ``finishReason`` passes through
 as Google says it (``"STOP"``, ``"MAX_TOKENS"``, ``"SAFETY"``...); a prompt
 blocked before any candidate gives empty content and its ``blockReason`` as
 the finish reason; ``responseId`` is the request id.
@@ -35,23 +42,25 @@ from typing import Any
 from llmkit.errors import AuthenticationError, InvalidRequestError, LLMError, ProviderError
 from llmkit.providers import _gemini_tools as tools
 from llmkit.providers._errors import error_for_status
+from llmkit.providers._gemini_options import GENERATION_FIELDS, thinking_config
 from llmkit.providers._headers import MAX_RETRY_AFTER, parse_duration
+from llmkit.providers._options import call_options
 from llmkit.request import Request, message_text
-from llmkit.types import ImagePart, Message, MessageRole, Response, ToolCall, Usage
+from llmkit.types import (
+    ImagePart,
+    Message,
+    MessageRole,
+    Response,
+    ServerToolPart,
+    TextPart,
+    ThinkingPart,
+    ToolCall,
+    Usage,
+)
 
-__all__ = ["build_body", "error_from_body", "parse_reply", "reply_text", "usage_of"]
+__all__ = ["build_body", "error_from_body", "parse_reply", "reply_parts", "reply_text", "usage_of"]
 
 PROVIDER = "google"
-
-_GENERATION_FIELDS = frozenset(
-    {
-        "temperature", "topP", "topK", "candidateCount", "maxOutputTokens", "stopSequences",
-        "presencePenalty", "frequencyPenalty", "seed", "responseMimeType", "responseSchema",
-        "responseJsonSchema", "responseLogprobs", "logprobs", "responseModalities",
-        "speechConfig", "thinkingConfig", "mediaResolution", "enableEnhancedCivicAnswers",
-        "audioTimestamp", "routingConfig",
-    }
-)  # fmt: skip
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.*)$", re.DOTALL)
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
@@ -68,6 +77,7 @@ def camel(name: str) -> str:
 
 def build_body(request: Request) -> dict[str, Any]:
     """The JSON body of a generateContent call for ``request``."""
+    options = call_options(request, PROVIDER)
     body: dict[str, Any] = {"contents": _contents(request.messages)}
     body.update(tools.tool_params(request.tools, request.tool_choice))
     if request.system:
@@ -81,14 +91,17 @@ def build_body(request: Request) -> dict[str, Any]:
         config["stopSequences"] = list(request.stop)
     if request.json_mode:
         config["responseMimeType"] = "application/json"
-    for name, value in request.extra.items():
+    for name, value in options.rest.items():
         key = camel(name)
         if key == "generationConfig" and isinstance(value, Mapping):
             config.update((camel(k), v) for k, v in value.items())
-        elif key in _GENERATION_FIELDS:
+        elif key in GENERATION_FIELDS:
             config[key] = value
         else:
             body[key] = value
+    thinking = thinking_config(options.thinking, request.model)
+    if thinking is not None:
+        config.setdefault("thinkingConfig", thinking)
     if config:
         body["generationConfig"] = config
     return body
@@ -120,7 +133,10 @@ def _content(message: Message, index: int) -> dict[str, Any]:
         text = message_text(message)
         parts = [{"text": text}] if text or not message.tool_calls else []
     else:
-        parts = [_part(p, f"messages[{index}]") for p in message.content]
+        kept = [p for p in message.content if not isinstance(p, (ThinkingPart, ServerToolPart))]
+        parts = [_part(p, f"messages[{index}]") for p in kept]
+        if not parts and not message.tool_calls:
+            parts = [{"text": ""}]
     return {"role": role, "parts": parts + tools.function_call_parts(message.tool_calls)}
 
 
@@ -169,25 +185,38 @@ def usage_of(metadata: Any) -> Usage:
         return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
     prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
-    output = count("candidatesTokenCount") + count("thoughtsTokenCount")
-    return Usage(prompt, output, count("cachedContentTokenCount"))
+    thoughts = count("thoughtsTokenCount")
+    answer = count("candidatesTokenCount") or count("responseTokenCount")
+    return Usage(prompt, answer + thoughts, count("cachedContentTokenCount"), reasoning_tokens=thoughts)
 
 
 def reply_text(candidate: Mapping[str, Any]) -> tuple[str, tuple[ToolCall, ...]]:
     """The text (thoughts left out) and the function calls of one candidate."""
+    text, calls, _ = reply_parts(candidate)
+    return text, calls
+
+
+def reply_parts(candidate: Mapping[str, Any]) -> tuple[str, tuple[ToolCall, ...], tuple[ThinkingPart, ...]]:
+    """The text, the function calls and the thought parts of one candidate."""
     content = candidate.get("content")
     parts = content.get("parts") if isinstance(content, Mapping) else None
     texts: list[str] = []
     calls: list[ToolCall] = []
+    thoughts: list[ThinkingPart] = []
     for part in parts if isinstance(parts, list) else ():
-        if not isinstance(part, Mapping) or part.get("thought"):
+        if not isinstance(part, Mapping):
             continue
-        if isinstance(part.get("text"), str):
-            texts.append(part["text"])
+        text = part.get("text") if isinstance(part.get("text"), str) else None
+        if part.get("thought"):
+            signature = part.get("thoughtSignature")
+            thoughts.append(ThinkingPart(text or "", signature if isinstance(signature, str) else None))
+            continue
+        if text is not None:
+            texts.append(text)
         call = tools.read_call(part)
         if call is not None:
             calls.append(call)
-    return "".join(texts), tuple(calls)
+    return "".join(texts), tuple(calls), tuple(thoughts)
 
 
 def parse_reply(data: Any, model: str, request_id: str | None) -> Response:
@@ -203,7 +232,7 @@ def parse_reply(data: Any, model: str, request_id: str | None) -> Response:
         if blocked is None:
             raise ProviderError(f"Malformed reply from {PROVIDER}: no candidates", provider=PROVIDER)
         return Response("", model, PROVIDER, blocked, usage, request_id=request_id, raw=data)
-    text, calls = reply_text(candidates[0])
+    text, calls, thoughts = reply_parts(candidates[0])
     finish = candidates[0].get("finishReason")
     return Response(
         content=text,
@@ -214,6 +243,7 @@ def parse_reply(data: Any, model: str, request_id: str | None) -> Response:
         request_id=request_id,
         tool_calls=calls,
         raw=data,
+        parts=(*thoughts, TextPart(text)) if thoughts else (),
     )
 
 

@@ -20,6 +20,7 @@ from llmkit.errors import (
     ProviderError,
     RequestTimeoutError,
 )
+from llmkit.providers._anthropic_reply import ERROR_STATUS
 from llmkit.providers._errors import error_for_status
 
 __all__ = ["map_sdk_error"]
@@ -41,7 +42,7 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     if isinstance(exc, sdk.APIStatusError):
         response = exc.response
         return error_for_status(
-            exc.status_code,
+            _status_of(exc),
             _error_message(exc),
             provider=provider,
             headers=response.headers if response is not None else None,
@@ -62,6 +63,18 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     if isinstance(exc, ValueError):
         return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
     return ProviderError(f"{provider} call failed: {type(exc).__name__}: {exc}", provider=provider)
+
+
+def _status_of(exc: Any) -> int:
+    """The HTTP status of a status error; for an error event inside a 200 stream (Anthropic
+    ``event: error``, which the SDK raises with the stream's 200), the status of its error type."""
+    status = int(exc.status_code)
+    if status < 400:
+        body = getattr(exc, "body", None)
+        error = body.get("error") if isinstance(body, Mapping) else None
+        kind = error.get("type") if isinstance(error, Mapping) else None
+        return ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+    return status
 
 
 def _transport_error(exc: BaseException, provider: str) -> LLMError | None:

@@ -1,19 +1,28 @@
-"""Anthropic's Messages API through the official SDK."""
+"""Anthropic's Messages API through the official SDK.
+
+Replies are read from the JSON body and streams from the raw SSE bytes
+(:mod:`llmkit.providers._anthropic_reply`, :mod:`llmkit.providers._anthropic_stream`);
+requests are built in :mod:`llmkit.providers._anthropic_format`. llmkit's own
+options (``thinking=``, ``cache_control=``, ``server_tools=``) are described in
+:mod:`llmkit.providers._options`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from llmkit.errors import LLMError
+from llmkit.errors import InvalidRequestError, LLMError
 from llmkit.providers import _anthropic_format as fmt
+from llmkit.providers import _anthropic_reply as reply
+from llmkit.providers._anthropic_stream import AnthropicStream
 from llmkit.providers._headers import header_number
+from llmkit.providers._options import CallOptions, call_options, thinking_budget
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
-from llmkit.providers._tool_stream import ToolCallAssembler
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import DEFAULT_MAX_TOKENS, Request
-from llmkit.types import Response, ToolCall, Usage
+from llmkit.types import Response, Usage
 
 __all__ = ["AnthropicProvider"]
 
@@ -45,7 +54,7 @@ class AnthropicProvider(Provider):
     default_model = "claude-3-5-haiku-latest"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
-        rate_limit_headers=True,
+        rate_limit_headers=True, thinking=True, refusals=True, server_tools=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.backends:AnthropicBackend"
 
@@ -58,9 +67,10 @@ class AnthropicProvider(Provider):
         _ = client.messages.with_raw_response  # imports the messages resources
 
     def build_params(self, request: Request) -> dict[str, Any]:
+        options = call_options(request, self.name)
         params: dict[str, Any] = {
             "model": request.model,
-            "messages": fmt.messages(request),
+            "messages": fmt.messages(request, options),
             "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         }
         system = fmt.system_prompt(request)
@@ -71,9 +81,23 @@ class AnthropicProvider(Provider):
         if request.timeout is not None:
             params["timeout"] = request.timeout
         params.update(fmt.tool_params(request))
-        params.update(request.extra)
+        if options.server_tools:
+            params["tools"] = [*params.get("tools", ()), *options.server_tools]
+        thinking = fmt.thinking_param(options.thinking)
+        if thinking is not None:
+            params["thinking"] = thinking
+        if options.cache_control is not None:
+            fmt.mark_cache(params, options.cache_control, fmt.json_prefill(request, options))
+        params.update(options.rest)
         _move_sampling_to_body(params, request.temperature)
         return params
+
+    def check_request(self, request: Request) -> None:
+        """Also: thinking that Anthropic would refuse (budget, temperature, forced tools)."""
+        super().check_request(request)
+        options = call_options(request, self.name)
+        if options.thinking_on:
+            _check_thinking(options, request)
 
     def complete(self, client: Any, request: Request) -> ProviderReply:
         import anthropic
@@ -81,31 +105,30 @@ class AnthropicProvider(Provider):
         try:
             raw = client.messages.with_raw_response.create(**self.build_params(request))
             response = self.parse_message(reply_json(raw), raw.headers, LazySDKObject(raw.parse))
-            if fmt.json_prefill(request):  # put the prefilled "{" back in front
+            if fmt.json_prefill(request, call_options(request, self.name)):  # put the "{" back in front
                 object.__setattr__(response, "content", fmt.JSON_PREFILL + response.content)
-            return ProviderReply(response, self.limit_state(raw.headers))
+            limit = reply.itpm_input_tokens(response.model, response.usage)
+            return ProviderReply(response, self.limit_state(raw.headers), limit)
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
 
     def parse_message(self, message: Any, headers: Mapping[str, str], raw: Any = None) -> Response:
         """A Response from a Messages reply: its JSON (a dict) or the SDK's object."""
-        texts, calls = [], []
-        for block in field(message, "content") or ():
-            kind = field(block, "type")
-            if kind == "text":
-                texts.append(field(block, "text"))
-            elif kind == "tool_use":
-                arguments = dict(field(block, "input") or {})
-                calls.append(ToolCall(id=field(block, "id"), name=field(block, "name"), arguments=arguments))
+        text, calls, parts = reply.read_blocks(field(message, "content"))
+        stop = field(message, "stop_reason")
+        details = field(message, "stop_details")
+        explanation = field(details, "explanation") if details is not None else None
         return Response(
-            content="".join(texts),
+            content=text,
             model=field(message, "model"),
             provider=self.name,
-            finish_reason=field(message, "stop_reason"),
+            finish_reason=stop,
             usage=self.usage_of(field(message, "usage")),
             request_id=headers.get("request-id"),
-            tool_calls=tuple(calls),
+            tool_calls=calls,
             raw=message if raw is None else raw,
+            refusal=explanation if stop == "refusal" and isinstance(explanation, str) else None,
+            parts=parts,
         )
 
     def map_error(self, exc: BaseException) -> LLMError:
@@ -116,13 +139,8 @@ class AnthropicProvider(Provider):
     @staticmethod
     def usage_of(usage: Any) -> Usage:
         """Anthropic counts cache reads and writes apart from ``input_tokens``; llmkit
-        counts every input token in ``input_tokens``, cache reads also in ``cached_input_tokens``."""
-        if usage is None:
-            return Usage()
-        cached = field(usage, "cache_read_input_tokens") or 0
-        written = field(usage, "cache_creation_input_tokens") or 0
-        total_in = (field(usage, "input_tokens") or 0) + cached + written
-        return Usage(total_in, field(usage, "output_tokens") or 0, cached)
+        counts every input token in ``input_tokens`` (see :mod:`llmkit.providers._anthropic_reply`)."""
+        return reply.usage_of(usage)
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
         """Anthropic's ``anthropic-ratelimit-*`` headers."""
@@ -148,39 +166,45 @@ class AnthropicProvider(Provider):
         params["stream"] = True
         try:
             raw = client.messages.with_raw_response.create(**params)
-            events = raw.parse()
+            http = raw.http_response
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
-        yield StreamDelta(request_id=raw.headers.get("request-id"), limits=self.limit_state(raw.headers))
-        if fmt.json_prefill(request):
-            yield StreamDelta(text=fmt.JSON_PREFILL)
+        request_id = raw.headers.get("request-id")
         try:
-            yield from self._deltas(events)
+            yield StreamDelta(request_id=request_id, limits=self.limit_state(raw.headers))
+            if fmt.json_prefill(request, call_options(request, self.name)):
+                yield StreamDelta(text=fmt.JSON_PREFILL)
+            yield from AnthropicStream(request.model, request_id).deltas(http.iter_bytes())
+        except LLMError:
+            raise
         except Exception as exc:
             raise map_sdk_error(exc, anthropic, self.name) from exc
+        finally:
+            http.close()
 
-    def _deltas(self, events: Any) -> Iterator[StreamDelta]:
-        input_tokens = cached = 0
-        model = None
-        calls = ToolCallAssembler()
-        with events:
-            for event in events:
-                kind = event.type
-                if kind == "message_start":
-                    model = event.message.model
-                    usage = self.usage_of(event.message.usage)
-                    input_tokens, cached = usage.input_tokens, usage.cached_input_tokens
-                elif kind == "content_block_start" and event.content_block.type == "tool_use":
-                    calls.add(event.index, event.content_block.id, event.content_block.name)
-                elif kind == "content_block_delta" and event.delta.type == "text_delta":
-                    yield StreamDelta(text=event.delta.text)
-                elif kind == "content_block_delta" and event.delta.type == "input_json_delta":
-                    calls.add(event.index, arguments=event.delta.partial_json)
-                elif kind == "message_delta":
-                    output = event.usage.output_tokens or 0
-                    yield StreamDelta(
-                        usage=Usage(input_tokens, output, cached),
-                        finish_reason=event.delta.stop_reason,
-                        model=model,
-                        tool_calls=calls.take(),
-                    )
+
+def _check_thinking(options: CallOptions, request: Request) -> None:
+    """InvalidRequestError for thinking Anthropic refuses, said before anything is sent."""
+
+    def refuse(message: str) -> InvalidRequestError:
+        return InvalidRequestError(message, provider="anthropic")
+
+    thinking = options.thinking
+    budget = thinking.get("budget_tokens") if isinstance(thinking, Mapping) else thinking_budget(thinking)
+    max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+    if isinstance(budget, int) and budget < fmt.MIN_THINKING_BUDGET:
+        least = fmt.MIN_THINKING_BUDGET
+        raise refuse(f"Anthropic's thinking budget is {least} tokens at least, got {budget}.")
+    if isinstance(budget, int) and budget >= max_tokens:
+        raise refuse(
+            f"thinking={thinking!r} is a budget of {budget} tokens, which must be less than max_tokens "
+            f"({max_tokens}; it counts thinking and answer together): pass a larger max_tokens=."
+        )
+    if request.temperature is not None or "top_k" in options.rest:
+        raise refuse("Anthropic's extended thinking takes no temperature or top_k: leave both unset.")
+    choice = request.tool_choice
+    if choice is not None and choice.mode in ("required", "tool"):
+        raise refuse(
+            "Anthropic's extended thinking cannot be combined with a forced tool (tool_choice="
+            f"{choice.name or choice.mode!r}): use tool_choice='auto' or leave it unset."
+        )

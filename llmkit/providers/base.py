@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from llmkit.errors import InvalidRequestError, LLMError, ProviderError
+from llmkit.providers._options import call_options
 from llmkit.providers._urls import warn_if_insecure
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
@@ -37,8 +38,15 @@ class Capabilities:
     ``images``: ImagePart content; ``structured_outputs``: ``response_model=``;
     ``json_mode``: ``json_mode=True``; ``token_counting``: exact server-side
     token counts before a call; ``rate_limit_headers``: the server's limit
-    headers correct the local limiter. Requests using a missing capability are
-    refused with InvalidRequestError before anything is sent.
+    headers correct the local limiter; ``thinking``: ``thinking=`` (extended
+    thinking, reasoning effort), thinking blocks and reasoning tokens read
+    back; ``refusals``: the provider's refusals come back as
+    ``finish_reason="refusal"`` (and ``Response.refusal``); ``server_tools``:
+    ``server_tools=`` and tools the provider runs itself, kept apart from
+    ``tool_calls``; ``prompt_caching``: prompt-cache reads (and writes) in
+    ``Usage``, priced, and ``cache_control=`` where the provider needs marks.
+    Requests using a missing capability are refused with InvalidRequestError
+    before anything is sent.
     """
 
     streaming: bool = False
@@ -48,6 +56,10 @@ class Capabilities:
     json_mode: bool = False
     token_counting: bool = False
     rate_limit_headers: bool = False
+    thinking: bool = False
+    refusals: bool = False
+    server_tools: bool = False
+    prompt_caching: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +87,29 @@ class ServerLimitState:
 
 @dataclass(frozen=True, slots=True)
 class ProviderReply:
-    """A parsed reply: the response (without pool fields) and the server's limit state."""
+    """A parsed reply: the response (without pool fields) and the server's limit state.
+
+    ``limit_input_tokens`` is how many input tokens the provider charges to
+    its input-tokens-per-minute limit for this call, when that differs from
+    ``response.usage.input_tokens`` (Anthropic does not count cache reads on
+    current models); None means ``usage.input_tokens``.
+    """
 
     response: Response
     limits: ServerLimitState | None = None
+    limit_input_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StreamDelta:
-    """One piece of a stream: text, finished tool calls, and at the end usage and the finish reason."""
+    """One piece of a stream: text, finished tool calls, and at the end usage and the finish reason.
+
+    ``thinking`` and ``refusal`` are pieces of the thinking text and of a
+    refusal as they arrive; ``parts`` are finished non-text blocks of the turn
+    (:class:`~llmkit.types.ThinkingPart`, :class:`~llmkit.types.ServerToolPart`)
+    in their place among the text. ``limit_input_tokens`` comes with the final
+    usage, as in :class:`ProviderReply`.
+    """
 
     text: str = ""
     usage: Usage | None = None
@@ -94,10 +120,19 @@ class StreamDelta:
     tool_calls: tuple[ToolCall, ...] = ()
     key_id: str | None = None  # set by the pool: the key that serves the stream, and on which try
     attempts: int = 0
+    thinking: str = ""
+    refusal: str = ""
+    parts: tuple[Any, ...] = ()
+    limit_input_tokens: int | None = None
 
     def delivers_output(self) -> bool:
-        """Whether this delta hands the caller output (a retry would repeat it)."""
-        return bool(self.text or self.tool_calls)
+        """Whether this delta hands the caller output (a retry would repeat it).
+
+        Text, tool calls and a refusal do. Thinking does not: it is never
+        yielded, and a new attempt starts the stream's thinking afresh
+        (:class:`~llmkit.streaming.TextStream` drops what an earlier try thought).
+        """
+        return bool(self.text or self.tool_calls or self.refusal)
 
 
 class Provider(ABC):
@@ -165,11 +200,14 @@ class Provider(ABC):
     def check_request(self, request: Request) -> None:
         """InvalidRequestError when ``request`` needs a capability this adapter lacks."""
         caps = self.capabilities
+        options = call_options(request, self.name)
         needs = (
             ("tools", bool(request.tools), caps.tools),
             ("json_mode", request.json_mode, caps.json_mode),
             ("images", _has_images(request), caps.images),
             ("streaming", request.stream, caps.streaming),
+            ("thinking=", options.thinking_on, caps.thinking),
+            ("server_tools=", bool(options.server_tools), caps.server_tools),
         )
         for what, needed, able in needs:
             if needed and not able:

@@ -34,10 +34,12 @@ from llmkit.errors import (
     RequestTimeoutError,
 )
 from llmkit.providers import _gemini_wire as wire
+from llmkit.providers._gemini_options import check_fields
+from llmkit.providers._options import call_options
 from llmkit.providers._sse import SSEParser
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
-from llmkit.types import Response, Usage
+from llmkit.types import Response, ThinkingPart, Usage
 
 if TYPE_CHECKING:
     import requests
@@ -78,7 +80,7 @@ class GeminiProvider(Provider):
     default_base_url = "https://generativelanguage.googleapis.com"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
-        token_counting=True,
+        token_counting=True, thinking=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.gemini:GeminiBackend"
 
@@ -170,6 +172,11 @@ class GeminiProvider(Provider):
         """The generateContent body for ``request`` (see :mod:`llmkit.providers._gemini_wire`)."""
         return wire.build_body(request)
 
+    def check_request(self, request: Request) -> None:
+        """Also refused: Vertex-only fields, several candidates (:mod:`llmkit.providers._gemini_options`)."""
+        super().check_request(request)
+        check_fields(call_options(request, self.name), wire.camel)
+
     def send(self, session: Any, request: Request, body: Mapping[str, Any]) -> GeminiReply:
         """One generateContent call with ``body``; the raw reply."""
         reply = self.post(session, request, "generateContent", body)
@@ -225,6 +232,9 @@ class GeminiProvider(Provider):
                 yield delta
         if state.finish is None:
             raise NetworkError("The Gemini stream ended before its finishReason", provider=self.name)
+        thought = state.thought_part()
+        if thought is not None:
+            yield thought
         yield StreamDelta(usage=state.usage, finish_reason=state.finish, model=state.model)
 
     def usage_of(self, reply: Any) -> Usage:
@@ -234,14 +244,29 @@ class GeminiProvider(Provider):
 
 
 class _StreamState:
-    """What the chunks of one stream said so far besides text."""
+    """What the chunks of one stream said so far besides text.
 
-    __slots__ = ("finish", "model", "usage")
+    Thought parts come before the answer: their text goes out as it arrives
+    (``thinking``), and once the answer starts (or the stream ends) as one
+    :class:`~llmkit.types.ThinkingPart`, in its place before the text.
+    """
+
+    __slots__ = ("finish", "model", "signature", "thoughts", "usage")
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.usage: Usage | None = None
         self.finish: str | None = None
+        self.thoughts: list[str] = []
+        self.signature: str | None = None
+
+    def thought_part(self) -> StreamDelta | None:
+        """The thoughts so far as one part (once), or None."""
+        if not self.thoughts:
+            return None
+        part = ThinkingPart("".join(self.thoughts), self.signature)
+        self.thoughts, self.signature = [], None
+        return StreamDelta(parts=(part,))
 
     def absorb(self, data: str) -> StreamDelta | None:
         """Read one event's JSON; its text and calls, if any. Raises the error an error event reports."""
@@ -269,5 +294,12 @@ class _StreamState:
         finish = candidates[0].get("finishReason")
         if isinstance(finish, str):
             self.finish = finish
-        text, calls = wire.reply_text(candidates[0])
-        return StreamDelta(text=text, tool_calls=calls) if text or calls else None
+        text, calls, thoughts = wire.reply_parts(candidates[0])
+        thinking = "".join(t.thinking for t in thoughts)
+        if thoughts:
+            self.thoughts.append(thinking)
+            self.signature = next((t.signature for t in thoughts if t.signature), self.signature)
+        if not (text or calls):
+            return StreamDelta(thinking=thinking) if thinking else None
+        part = self.thought_part()
+        return StreamDelta(text=text, tool_calls=calls, thinking=thinking, parts=part.parts if part else ())

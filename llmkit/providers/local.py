@@ -27,3 +27,4 @@ class LocalProvider(OpenAIProvider):
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
     )
+    completion_tokens_models = None

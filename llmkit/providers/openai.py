@@ -1,21 +1,53 @@
-"""OpenAI's chat completions API through the official SDK (also Groq and local servers)."""
+"""OpenAI's chat completions API through the official SDK (also Groq and local servers).
+
+Replies are read from the JSON body, streams from the raw SSE bytes
+(:mod:`llmkit.providers._openai_stream`); messages and tools are built in
+:mod:`llmkit.providers._openai_format`.
+
+* **The output limit** (``max_tokens=``) goes in ``max_completion_tokens`` for
+  OpenAI's reasoning families (``o1``, ``o3``, ``o4-mini``..., ``gpt-5``...,
+  ``codex-``: :attr:`OpenAIProvider.completion_tokens_models`), where
+  ``max_tokens`` is refused, and in ``max_tokens`` elsewhere (Groq and local
+  servers always, unless told). ``max_tokens_param="max_completion_tokens"``
+  (or ``"max_tokens"``) on a call chooses. Either way it is ``max_tokens=``
+  that is sent, so the limiter reserves what the provider may produce
+  (reasoning tokens included); ``max_completion_tokens=`` itself is refused.
+* **Thinking** (``thinking=``, OpenAI's reasoning models only): an effort
+  (``"minimal"``, ``"low"``, ``"medium"``, ``"high"``, ...) is sent as
+  ``reasoning_effort``; ``True``/``False`` send nothing (these models always
+  reason; their own default applies). Budgets and dicts are refused: OpenAI
+  takes no token budget. The reasoning text is not returned by chat
+  completions; ``Usage.reasoning_tokens`` counts it (inside ``output_tokens``).
+* **Refusals**: ``message.refusal`` (and streamed ``delta.refusal``) become
+  ``Response.refusal`` with ``finish_reason="refusal"``.
+* **One answer per call**: ``n`` other than 1 is refused before sending (see
+  :meth:`OpenAIProvider.check_request`).
+* **Prompt caching** is automatic at OpenAI: ``prompt_tokens_details.cached_tokens``
+  is ``Usage.cached_input_tokens`` (priced at the cached rate);
+  ``cache_control=`` is accepted and not sent.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
-from llmkit.errors import LLMError
+from llmkit.errors import InvalidRequestError, LLMError
 from llmkit.providers._headers import header_number, parse_duration
-from llmkit.providers._openai_format import message_dict, system_prompt, tool_params
+from llmkit.providers._openai_format import message_dicts, system_prompt, tool_params
+from llmkit.providers._openai_stream import OpenAIStream
+from llmkit.providers._options import CallOptions, call_options
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
-from llmkit.providers._tool_stream import ToolCallAssembler, parse_arguments
+from llmkit.providers._tool_stream import parse_arguments
 from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
 
 __all__ = ["OpenAIProvider"]
+
+_REASONING_FAMILIES = re.compile(r"^(?:o\d|gpt-5|codex-)")
 
 
 class OpenAIProvider(Provider):
@@ -25,9 +57,16 @@ class OpenAIProvider(Provider):
     default_model = "gpt-4o-mini"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
-        rate_limit_headers=True,
+        rate_limit_headers=True, thinking=True, refusals=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.backends:OpenAIBackend"
+    completion_tokens_models: ClassVar[re.Pattern[str] | None] = _REASONING_FAMILIES
+    """Models whose output limit goes in ``max_completion_tokens`` (None: none) and that take
+    ``reasoning_effort``; a subclass (or ``max_tokens_param=`` on a call) may say otherwise."""
+    rejected_fields: ClassVar[tuple[str, ...]] = ()
+    """Request fields the API answers with a 400: refused before sending."""
+    message_names: ClassVar[bool] = True
+    """Whether the API takes ``messages[].name`` (never on tool messages: the spec has none there)."""
 
     def create_client(self, api_key: str) -> Any:
         import openai
@@ -37,8 +76,11 @@ class OpenAIProvider(Provider):
     def warm_client(self, client: Any) -> None:
         _ = client.chat.completions.with_raw_response  # imports the chat resources (~0.8 s)
 
+    # -- requests ------------------------------------------------------------------------
+
     def build_params(self, request: Request) -> dict[str, Any]:
-        messages = [message_dict(m) for m in request.messages]
+        options = call_options(request, self.name)
+        messages = message_dicts(request.messages, self.name, names=self.message_names)
         system = system_prompt(request)
         if system:
             messages.insert(0, {"role": "system", "content": system})
@@ -46,14 +88,74 @@ class OpenAIProvider(Provider):
         if request.temperature is not None:
             params["temperature"] = request.temperature
         if request.max_tokens is not None:
-            params["max_tokens"] = request.max_tokens
+            params[self.max_tokens_field(request.model, options)] = request.max_tokens
         if request.stop:
             params["stop"] = list(request.stop)
         if request.timeout is not None:
             params["timeout"] = request.timeout
+        if isinstance(options.thinking, str) and (options.thinking != "none" or self._reasons(request.model)):
+            params["reasoning_effort"] = options.thinking
         params.update(tool_params(request))
-        params.update(request.extra)
+        params.update(options.rest)
         return params
+
+    def max_tokens_field(self, model: str, options: CallOptions) -> str:
+        """``max_completion_tokens`` for the reasoning families, else ``max_tokens`` (see the module doc)."""
+        if options.max_tokens_param is not None:
+            return options.max_tokens_param
+        return "max_completion_tokens" if self._reasons(model) else "max_tokens"
+
+    def _reasons(self, model: str) -> bool:
+        pattern = self.completion_tokens_models
+        return pattern is not None and pattern.match(model.lower()) is not None
+
+    def check_request(self, request: Request) -> None:
+        """Also refused here: ``n`` other than 1, ``max_completion_tokens=``, fields the API
+        rejects, and ``thinking=`` or ``server_tools=`` it cannot take."""
+        super().check_request(request)
+        options = call_options(request, self.name)
+        rest = options.rest
+        n = rest.get("n")
+        if n is not None and n != 1:
+            raise self._refuse(
+                f"n={n!r}: llmkit returns one answer per call (and reserves rate-limit capacity for one). "
+                f"For several answers make several calls, e.g. client.map([prompt] * {n})."
+            )
+        if "max_completion_tokens" in rest:
+            raise self._refuse(
+                "Pass the output limit as max_tokens=: llmkit sends it as max_completion_tokens where the "
+                "model needs it (or as max_tokens_param= says) and reserves rate-limit capacity by it."
+            )
+        for name in self.rejected_fields:
+            if name in rest:
+                raise self._refuse(f"{self.name} does not take {name!r} (its API answers it with a 400).")
+        if options.server_tools:
+            raise self._refuse(f"{self.name} has no server tools in llmkit: leave server_tools= out.")
+        self._check_thinking(options.thinking, request.model)
+
+    def _check_thinking(self, thinking: Any, model: str) -> None:
+        if thinking is None or thinking is False or (thinking == "none" and not self._reasons(model)):
+            return
+        if not self.capabilities.thinking:
+            raise self._refuse(
+                f"{self.name} does not support thinking= in llmkit: pass the server's own reasoning "
+                "parameters (e.g. reasoning_effort=) by name instead."
+            )
+        if not isinstance(thinking, (str, bool)):
+            raise self._refuse(
+                f"thinking={thinking!r}: OpenAI takes a reasoning effort ('minimal', 'low', 'medium', "
+                "'high'), not a token budget or a dict."
+            )
+        if thinking is not False and not self._reasons(model):
+            raise self._refuse(
+                f"{model!r} is not one of OpenAI's reasoning models (o-series, gpt-5): it takes no "
+                "thinking=. To send reasoning_effort anyway, pass reasoning_effort= itself."
+            )
+
+    def _refuse(self, message: str) -> InvalidRequestError:
+        return InvalidRequestError(message, provider=self.name)
+
+    # -- replies -------------------------------------------------------------------------
 
     def complete(self, client: Any, request: Request) -> ProviderReply:
         import openai
@@ -72,15 +174,18 @@ class OpenAIProvider(Provider):
             raise ValueError("the reply has no choices")
         choice = choices[0]
         message = field(choice, "message")
+        refusal = field(message, "refusal") or None
+        finish = field(choice, "finish_reason")
         return Response(
             content=field(message, "content") or "",
             model=field(completion, "model"),
             provider=self.name,
-            finish_reason=field(choice, "finish_reason"),
+            finish_reason="refusal" if refusal and finish in ("stop", None) else finish,
             usage=self.usage_of(field(completion, "usage")),
             request_id=headers.get("x-request-id"),
             tool_calls=tuple(_tool_call(c) for c in (field(message, "tool_calls") or ())),
             raw=completion if raw is None else raw,
+            refusal=refusal,
         )
 
     def map_error(self, exc: BaseException) -> LLMError:
@@ -93,9 +198,13 @@ class OpenAIProvider(Provider):
         """llmkit's Usage of an OpenAI ``usage`` object or dict (zero when None)."""
         if usage is None:
             return Usage()
-        details = field(usage, "prompt_tokens_details")
-        cached = (field(details, "cached_tokens") if details is not None else None) or 0
-        return Usage(field(usage, "prompt_tokens") or 0, field(usage, "completion_tokens") or 0, cached)
+        prompt = field(usage, "prompt_tokens_details")
+        completion = field(usage, "completion_tokens_details")
+        cached = (field(prompt, "cached_tokens") if prompt is not None else None) or 0
+        written = (field(prompt, "cache_write_tokens") if prompt is not None else None) or 0
+        reasoning = (field(completion, "reasoning_tokens") if completion is not None else None) or 0
+        return Usage(field(usage, "prompt_tokens") or 0, field(usage, "completion_tokens") or 0,
+                     cached, written, reasoning)  # fmt: skip
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
         """OpenAI's ``x-ratelimit-*`` headers (tokens are input and output combined)."""
@@ -118,43 +227,23 @@ class OpenAIProvider(Provider):
         params = self.build_params(request)
         params["stream"] = True
         params.setdefault("stream_options", {"include_usage": True})
+        wants_usage = bool((params.get("stream_options") or {}).get("include_usage"))
         try:
             raw = client.chat.completions.with_raw_response.create(**params)
-            stream = raw.parse()
+            http = raw.http_response
         except Exception as exc:
             raise map_sdk_error(exc, openai, self.name) from exc
-        yield from self._deltas(stream, raw.headers)
-
-    def _deltas(self, stream: Any, headers: Mapping[str, str]) -> Iterator[StreamDelta]:
-        import openai
-
-        request_id = headers.get("x-request-id")
-        yield StreamDelta(request_id=request_id, limits=self.limit_state(headers))
-        calls = ToolCallAssembler()
+        request_id = raw.headers.get("x-request-id")
+        state = OpenAIStream(self.name, request.model, request_id, wants_usage, self.usage_of)
         try:
-            with stream:
-                for chunk in stream:
-                    usage = self.usage_of(chunk.usage) if chunk.usage is not None else None
-                    text, finish = "", None
-                    if chunk.choices:
-                        choice = chunk.choices[0]
-                        text = choice.delta.content or "" if choice.delta else ""
-                        _add_call_pieces(calls, choice.delta)
-                        finish = choice.finish_reason
-                    if text or usage is not None or finish is not None:
-                        done = calls.take() if finish is not None else ()
-                        yield StreamDelta(text, usage, finish, chunk.model, tool_calls=done)
-                if calls:  # a stream that ended without its finish_reason
-                    yield StreamDelta(tool_calls=calls.take())
+            yield StreamDelta(request_id=request_id, limits=self.limit_state(raw.headers))
+            yield from state.deltas(http.iter_bytes())
+        except LLMError:
+            raise
         except Exception as exc:
             raise map_sdk_error(exc, openai, self.name) from exc
-
-
-def _add_call_pieces(calls: ToolCallAssembler, delta: Any) -> None:
-    for piece in (getattr(delta, "tool_calls", None) or ()) if delta else ():
-        function = piece.function
-        name = function.name if function else None
-        calls.add(piece.index, piece.id, name, (function.arguments or "") if function else "")
+        finally:
+            http.close()
 
 
 def _tool_call(call: Any) -> ToolCall:

@@ -21,8 +21,10 @@ the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``,
 What a chat request gets, in order: the provider's billing error when its key
 is one of ``out_of_credit_keys``; a matching fault rule; a random fault
 (``fault_rates``); a scripted :class:`Fault` that replaces the reply; the
-provider's own 429 when the key is over its :class:`ServerLimits`; the next scripted entry; the
-``reply=`` function; a call of the tool the request forces (arguments built
+provider's own 429 when the key is over its :class:`ServerLimits`; the next
+scripted entry; the ``reply=`` function (a :class:`Reply` adds thinking, a
+refusal, a web search, cache counts or a truncated stream, each in its
+provider's documented shape); a call of the tool the request forces (arguments built
 from its JSON schema); a JSON instance of a requested ``json_schema``
 response format; else the echo of the last user message. ``max_tokens`` cuts
 text replies (finish reason ``length`` / ``max_tokens``). Tokens are counted
@@ -60,7 +62,7 @@ from ._fake.enforcement import STYLES as ENFORCEMENT_STYLES
 from ._fake.enforcement import Enforcer, make_enforcer
 from ._fake.faults import FaultRule
 from ._fake.log import RequestRecord
-from ._fake.replies import Fault, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply
+from ._fake.replies import Fault, Reply, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply
 from ._fake.server import FakeLLMServer
 from ._fake.spawn import SpawnedFakeServer, spawn_fake_server
 from ._fake.tokens import IMAGE_TOKENS, count_tokens
@@ -72,6 +74,7 @@ __all__ = [
     "FakeLLMServer",
     "Fault",
     "FaultRule",
+    "Reply",
     "ReplyFunction",
     "ReplyValue",
     "RequestInfo",

@@ -1,6 +1,16 @@
 """Anthropic Messages, as the fake server speaks it.
 
 ``POST /v1/messages`` (non-streamed and SSE) and ``POST /v1/messages/count_tokens``.
+
+Besides text and tool use (see :class:`~.replies.Reply`): ``thinking`` and
+``redacted_thinking`` blocks (streamed as ``thinking_delta`` pieces and a
+``signature_delta``), a ``server_tool_use`` web search with its
+``web_search_tool_result``, ``stop_reason: "refusal"`` with ``stop_details``,
+cache reads and writes in ``usage``, and streams truncated before
+``message_delta``. Requests are checked as Anthropic checks them where
+llmkit depends on it: with ``thinking`` enabled, the budget must be below
+``max_tokens``, and the last assistant turn of a tool-use loop must start with
+its thinking block (else the documented 400).
 """
 
 from __future__ import annotations
@@ -39,7 +49,15 @@ _ERROR_TYPES = {
     429: "rate_limit_error",
     529: "overloaded_error",
 }
-_STOP = {"stop": "end_turn", "length": "max_tokens", "tool": "tool_use"}
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool": "tool_use", "refusal": "refusal"}
+SIGNATURE = "ZmFrZSBzZXJ2ZXIgdGhpbmtpbmcgc2lnbmF0dXJl"  # opaque to clients
+REDACTED = "ZmFrZSBzZXJ2ZXIgcmVkYWN0ZWQgdGhpbmtpbmc="
+_THINKING_FIRST = (
+    "messages.{index}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{found}`. "
+    "When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding "
+    "the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks "
+    "from previous turns. To avoid this requirement, disable `thinking`."
+)
 _PATHS = {"/v1/messages": "chat", "/v1/messages/count_tokens": "count_tokens"}
 _HEADER_NAMES = ((REQUESTS, "requests"), (INPUT, "input-tokens"), (OUTPUT, "output-tokens"))
 _CREDIT_MESSAGE = ("Your credit balance is too low to access the Anthropic API. Please go to "
@@ -60,6 +78,8 @@ def read_blocks(content: Any, where: str) -> tuple[str, int]:
         if isinstance(block.get("text"), str):
             texts.append(block["text"])
             tokens += count_tokens(block["text"])
+        elif kind in ("thinking", "redacted_thinking"):
+            pass  # earlier turns' thinking is stripped from the context: it costs no input
         elif kind == "tool_use":
             tokens += count_tokens(dumps(block.get("input", {})))
         elif kind == "tool_result":
@@ -107,10 +127,13 @@ class AnthropicDialect(Dialect):
             text, count = read_blocks(message.get("content"), f"messages.{index}.content")
             messages.append({"role": message["role"], "content": text})
             tokens += count
+        _check_thinking(body, raw)
         tools = {}
         for tool in body.get("tools") or []:
             if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
                 raise BadRequest("tools: each tool needs a name", "tools")
+            if "type" in tool and "input_schema" not in tool:
+                continue  # a server tool (web_search_20250305...): Anthropic runs it
             tools[tool["name"]] = tool.get("input_schema") or {"type": "object"}
         return RequestInfo(
             provider=self.name, model=model, messages=messages, key=key, path=path,
@@ -123,49 +146,70 @@ class AnthropicDialect(Dialect):
     def reply_id(self) -> str:
         return new_id("msg_")
 
-    def _content(self, out: Output) -> dict[str, Any]:
+    def _content(self, out: Output) -> list[dict[str, Any]]:
+        """The reply's content blocks, in Anthropic's order."""
+        blocks: list[dict[str, Any]] = []
+        if out.thinking:
+            blocks.append({"type": "thinking", "thinking": out.thinking, "signature": SIGNATURE})
+        if out.redacted_thinking:
+            blocks.append({"type": "redacted_thinking", "data": REDACTED})
+        if out.web_search is not None:
+            blocks += _web_search(out.web_search)
+        if out.text or out.tool_name is None:
+            blocks.append({"type": "text", "text": out.text})
         if out.tool_name is not None:
-            return {"type": "tool_use", "id": out.tool_id, "name": out.tool_name,
-                    "input": dict(out.tool_arguments or {})}
-        return {"type": "text", "text": out.text}
+            blocks.append({"type": "tool_use", "id": out.tool_id, "name": out.tool_name,
+                           "input": dict(out.tool_arguments or {})})  # fmt: skip
+        return blocks
 
-    def _message(self, info: RequestInfo, reply_id: str, content: list[Any],
-                 stop: str | None, output_tokens: int) -> dict[str, Any]:
-        return {
-            "id": reply_id, "type": "message", "role": "assistant", "model": info.model,
-            "content": content, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": info.input_tokens, "output_tokens": output_tokens,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+    def _usage(self, info: RequestInfo, out: Output, output_tokens: int, final: bool) -> dict[str, Any]:
+        searched = _SEARCH_TOKENS if out.web_search is not None and final else 0
+        usage: dict[str, Any] = {
+            "input_tokens": info.input_tokens - out.cached_input_tokens - out.cache_write_tokens + searched,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": out.cache_write_tokens,
+            "cache_read_input_tokens": out.cached_input_tokens,
         }
+        if final and out.thinking_tokens:
+            usage["output_tokens_details"] = {"thinking_tokens": out.thinking_tokens}
+        if final and out.web_search is not None:
+            usage["server_tool_use"] = {"web_search_requests": 1}
+        return usage
+
+    def _message(self, info: RequestInfo, reply_id: str, content: list[Any], out: Output,
+                 final: bool) -> dict[str, Any]:  # fmt: skip
+        message: dict[str, Any] = {
+            "id": reply_id, "type": "message", "role": "assistant", "model": info.model,
+            "content": content, "stop_reason": _STOP[out.finish] if final else None, "stop_sequence": None,
+            "usage": self._usage(info, out, out.output_tokens if final else 1, final),
+        }
+        if final and out.finish == "refusal":
+            message["stop_details"] = _refusal_details(out)
+        return message
 
     def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:
-        return self._message(info, reply_id, [self._content(out)], _STOP[out.finish],
-                             out.output_tokens)
+        return self._message(info, reply_id, self._content(out), out, final=True)
 
     def stream_events(self, info: RequestInfo, out: Output, reply_id: str) -> list[StreamEvent]:
         def event(name: str, data: dict[str, Any], delta: bool = False) -> StreamEvent:
             return StreamEvent(sse({"type": name, **data}, event=name), delta)
 
-        start = self._content(out)
-        if out.tool_name is not None:
-            start["input"] = {}
-            deltas = [{"type": "input_json_delta", "partial_json": p}
-                      for p in fragments(out.arguments_json)]
-        else:
-            start["text"] = ""
-            deltas = [{"type": "text_delta", "text": p} for p in split_deltas(out.text)]
-        message = self._message(info, reply_id, [], None, 1)
-        return [
-            event("message_start", {"message": message}),
-            event("content_block_start", {"index": 0, "content_block": start}),
-            event("ping", {}),
-            *[event("content_block_delta", {"index": 0, "delta": d}, True) for d in deltas],
-            event("content_block_stop", {"index": 0}),
-            event("message_delta", {
-                "delta": {"stop_reason": _STOP[out.finish], "stop_sequence": None},
-                "usage": {"output_tokens": out.output_tokens}}),
-            event("message_stop", {}),
-        ]
+        events = [event("message_start", {"message": self._message(info, reply_id, [], out, final=False)}),
+                  event("ping", {})]  # fmt: skip
+        for index, block in enumerate(self._content(out)):
+            start, deltas = _streamed(block)
+            events.append(event("content_block_start", {"index": index, "content_block": start}))
+            events += [event("content_block_delta", {"index": index, "delta": d}, True) for d in deltas]
+            events.append(event("content_block_stop", {"index": index}))
+        if out.truncated:
+            return events
+        delta: dict[str, Any] = {"stop_reason": _STOP[out.finish], "stop_sequence": None}
+        if out.finish == "refusal":
+            delta["stop_details"] = _refusal_details(out)
+        usage = self._usage(info, out, out.output_tokens, final=True)
+        if not (out.web_search is not None or out.cached_input_tokens or out.cache_write_tokens):
+            usage = {k: v for k, v in usage.items() if k in ("output_tokens", "output_tokens_details")}
+        return [*events, event("message_delta", {"delta": delta, "usage": usage}), event("message_stop", {})]
 
     def count_tokens_body(self, info: RequestInfo) -> dict[str, Any]:
         return {"input_tokens": info.input_tokens}
@@ -217,6 +261,59 @@ class AnthropicDialect(Dialect):
                     (f"{prefix}-reset", rfc3339(bucket.reset_at + wall_offset)),
                 ]
         return headers
+
+
+_SEARCH_TOKENS = 1200  # what a search's results add to the input (message_delta's input count grows by it)
+
+
+def _web_search(query: str) -> list[dict[str, Any]]:
+    call_id = new_id("srvtoolu_")
+    result = {"type": "web_search_result", "title": f"Results for {query}", "url": "https://example.com/search",
+              "encrypted_content": "ZmFrZSBzZWFyY2ggcmVzdWx0", "page_age": "1 day ago"}  # fmt: skip
+    return [
+        {"type": "server_tool_use", "id": call_id, "name": "web_search", "input": {"query": query}},
+        {"type": "web_search_tool_result", "tool_use_id": call_id, "content": [result]},
+    ]
+
+
+def _refusal_details(out: Output) -> dict[str, Any]:
+    return {"type": "refusal", "category": None, "explanation": out.refusal or None}
+
+
+def _streamed(block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A content block as its ``content_block_start`` and its deltas."""
+    kind = block["type"]
+    if kind == "text":
+        texts = [{"type": "text_delta", "text": p} for p in split_deltas(block["text"])]
+        return {"type": "text", "text": ""}, texts
+    if kind == "thinking":
+        pieces = [{"type": "thinking_delta", "thinking": p} for p in split_deltas(block["thinking"])]
+        return {"type": "thinking", "thinking": "", "signature": ""}, [
+            *pieces, {"type": "signature_delta", "signature": block["signature"]}]  # fmt: skip
+    if kind in ("tool_use", "server_tool_use"):
+        arguments = fragments(dumps(block["input"]))
+        return {**block, "input": {}}, [{"type": "input_json_delta", "partial_json": p} for p in arguments]
+    return block, []  # redacted thinking, tool results: whole at the start
+
+
+def _check_thinking(body: dict[str, Any], messages: list[Any]) -> None:
+    """Anthropic's own checks of a request with thinking enabled (see the module doc)."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or budget < 1024:
+        raise BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+    if budget >= body.get("max_tokens", 0):
+        raise BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`.", "max_tokens")
+    turns = [i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"]
+    content = messages[turns[-1]].get("content") if turns else None
+    if not isinstance(content, list) or not any(isinstance(b, dict) and b.get("type") == "tool_use"
+                                                for b in content):  # fmt: skip
+        return
+    first = content[0].get("type") if isinstance(content[0], dict) else None
+    if first not in ("thinking", "redacted_thinking"):
+        raise BadRequest(_THINKING_FIRST.format(index=turns[-1], found=first))
 
 
 def _tightest(first: BucketState | None, second: BucketState | None) -> BucketState | None:

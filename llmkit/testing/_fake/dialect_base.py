@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, ClassVar
 
 from .buckets import INPUT, OUTPUT, REQUESTS, Admission, BucketState
-from .replies import RequestInfo, ToolCallReply
+from .replies import Reply, RequestInfo, ToolCallReply
 from .schema import example_from_schema
 from .tokens import count_tokens, truncate_tokens
 
@@ -56,7 +56,10 @@ class BadRequest(Exception):
 class Output:
     """A decided reply, independent of the provider's format.
 
-    ``finish`` is ``"stop"``, ``"length"`` (cut at max_tokens) or ``"tool"``.
+    ``finish`` is ``"stop"``, ``"length"`` (cut at max_tokens), ``"tool"`` or
+    ``"refusal"``. A tool call comes after the text, if there is text. The
+    other fields are a :class:`~.replies.Reply`'s extras (``thinking_tokens``
+    is part of ``output_tokens``; the cache counts are part of the input).
     """
 
     text: str = ""
@@ -65,6 +68,14 @@ class Output:
     tool_id: str = ""
     finish: str = "stop"
     output_tokens: int = 0
+    thinking: str = ""
+    thinking_tokens: int = 0
+    redacted_thinking: bool = False
+    refusal: str = ""
+    web_search: str | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    truncated: bool = False
 
     @property
     def arguments_json(self) -> str:
@@ -79,18 +90,47 @@ class StreamEvent:
     delta: bool = False
 
 
-def build_output(info: RequestInfo, value: str | ToolCallReply, id_prefix: str | None = "call_") -> Output:
+def build_output(
+    info: RequestInfo, value: str | ToolCallReply | Reply, id_prefix: str | None = "call_"
+) -> Output:
     """Turn a reply value into an :class:`Output`, applying ``max_tokens``."""
     if isinstance(value, ToolCallReply):
-        args = value.arguments
-        if args is None:
-            args = example_from_schema(info.tools.get(value.name) or {"type": "object"})
-        call_id = value.id or ("" if id_prefix is None else new_id(id_prefix))
-        tokens = count_tokens(dumps(args))
-        return Output(tool_name=value.name, tool_arguments=args, tool_id=call_id,
-                      finish="tool", output_tokens=tokens)
+        return _tool_output(info, value, id_prefix)
+    if isinstance(value, Reply):
+        return _rich_output(info, value, id_prefix)
     text, cut = truncate_tokens(str(value), info.max_tokens)
     return Output(text=text, finish="length" if cut else "stop", output_tokens=count_tokens(text))
+
+
+def _tool_output(info: RequestInfo, value: ToolCallReply, id_prefix: str | None) -> Output:
+    args = value.arguments
+    if args is None:
+        args = example_from_schema(info.tools.get(value.name) or {"type": "object"})
+    call_id = value.id or ("" if id_prefix is None else new_id(id_prefix))
+    tokens = count_tokens(dumps(args))
+    return Output(tool_name=value.name, tool_arguments=args, tool_id=call_id,
+                  finish="tool", output_tokens=tokens)  # fmt: skip
+
+
+def _rich_output(info: RequestInfo, reply: Reply, id_prefix: str | None) -> Output:
+    tool = _tool_output(info, reply.tool_call, id_prefix) if reply.tool_call else Output()
+    thinking = reply.thinking or ""
+    budget = None if info.max_tokens is None else max(info.max_tokens - count_tokens(thinking), 0)
+    text, cut = truncate_tokens(reply.text, budget)
+    refusal = reply.refusal or ""
+    finish = "tool" if reply.tool_call else "length" if cut else "stop"
+    if reply.refusal is not None:
+        finish = "refusal"
+    cached = min(reply.cached_input_tokens, info.input_tokens)
+    written = min(reply.cache_write_tokens, info.input_tokens - cached)
+    thinking_tokens = count_tokens(thinking) if thinking else 0
+    tokens = count_tokens(text) + count_tokens(refusal) + thinking_tokens + tool.output_tokens
+    return Output(
+        text=text, tool_name=tool.tool_name, tool_arguments=tool.tool_arguments, tool_id=tool.tool_id,
+        finish=finish, output_tokens=tokens, thinking=thinking, thinking_tokens=thinking_tokens,
+        redacted_thinking=reply.redacted_thinking, refusal=refusal, web_search=reply.web_search,
+        cached_input_tokens=cached, cache_write_tokens=written, truncated=reply.truncated,
+    )  # fmt: skip
 
 
 def default_reply(info: RequestInfo) -> str | ToolCallReply:

@@ -20,6 +20,11 @@ the ``retry-after`` headers.
 A ``responseSchema`` (Gemini's OpenAPI subset, upper-case types) or
 ``responseJsonSchema`` with ``responseMimeType: application/json`` gets a JSON
 instance of the schema unless a script entry or ``reply=`` says otherwise.
+
+Besides text and function calls (see :class:`~.replies.Reply`): thinking is a
+``thought: true`` part before the answer (streamed first) and
+``thoughtsTokenCount``; cache reads are ``cachedContentTokenCount``; a
+truncated stream ends without the chunk that has the ``finishReason``.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ _STATUS = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool": "STOP"}
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool": "STOP", "refusal": "STOP"}
 _ROLES = {"user": "user", "model": "assistant", "function": "tool"}
 THOUGHT_SIGNATURE = "c2lnbmVkIGJ5IHRoZSBmYWtlIHNlcnZlcg=="  # opaque to clients
 _RPC = "type.googleapis.com/google.rpc."
@@ -188,40 +193,52 @@ class GeminiDialect(Dialect):
     def reply_id(self) -> str:
         return new_id("")
 
-    def _usage(self, info: RequestInfo, output_tokens: int | None) -> dict[str, int]:
+    def _usage(self, info: RequestInfo, out: Output | None) -> dict[str, int]:
         usage = {"promptTokenCount": info.input_tokens, "totalTokenCount": info.input_tokens}
-        if output_tokens is not None:
-            usage["candidatesTokenCount"] = output_tokens
-            usage["totalTokenCount"] += output_tokens
+        if out is not None:
+            usage["candidatesTokenCount"] = out.output_tokens - out.thinking_tokens
+            usage["totalTokenCount"] += out.output_tokens
+            if out.thinking_tokens:
+                usage["thoughtsTokenCount"] = out.thinking_tokens
+            if out.cached_input_tokens:
+                usage["cachedContentTokenCount"] = out.cached_input_tokens
         return usage
 
     def _chunk(self, info: RequestInfo, reply_id: str, parts: list[Any], finish: str | None,
-               output_tokens: int | None) -> dict[str, Any]:  # fmt: skip
+               out: Output | None) -> dict[str, Any]:  # fmt: skip
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
         if finish is not None:
             candidate["finishReason"] = finish
-        return {"candidates": [candidate], "usageMetadata": self._usage(info, output_tokens),
+        return {"candidates": [candidate], "usageMetadata": self._usage(info, out),
                 "modelVersion": info.model, "responseId": reply_id}  # fmt: skip
 
+    def _call_parts(self, out: Output) -> list[Any]:
+        if out.tool_name is None:
+            return []
+        call: dict[str, Any] = {"name": out.tool_name, "args": dict(out.tool_arguments or {})}
+        if out.tool_id:
+            call["id"] = out.tool_id
+        # Thinking models sign their calls; the signature must come back with the call.
+        return [{"functionCall": call, "thoughtSignature": THOUGHT_SIGNATURE}]
+
     def _parts(self, out: Output) -> list[Any]:
-        if out.tool_name is not None:
-            call: dict[str, Any] = {"name": out.tool_name, "args": dict(out.tool_arguments or {})}
-            if out.tool_id:
-                call["id"] = out.tool_id
-            # Thinking models sign their calls; the signature must come back with the call.
-            return [{"functionCall": call, "thoughtSignature": THOUGHT_SIGNATURE}]
-        return [{"text": out.text}]
+        parts: list[Any] = [{"text": out.thinking, "thought": True}] if out.thinking else []
+        if out.text or out.tool_name is None:
+            parts.append({"text": out.text or out.refusal})
+        return parts + self._call_parts(out)
 
     def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:
-        return self._chunk(info, reply_id, self._parts(out), _FINISH[out.finish], out.output_tokens)
+        return self._chunk(info, reply_id, self._parts(out), _FINISH[out.finish], out)
 
     def stream_events(self, info: RequestInfo, out: Output, reply_id: str) -> list[StreamEvent]:
+        pieces = [[{"text": p, "thought": True}] for p in split_deltas(out.thinking)]
+        pieces += [[{"text": p}] for p in split_deltas(out.text or out.refusal)]
         if out.tool_name is not None:
-            pieces = [self._parts(out)]
-        else:
-            pieces = [[{"text": p}] for p in split_deltas(out.text)]
+            pieces.append(self._call_parts(out))
         events = [StreamEvent(_sse(self._chunk(info, reply_id, p, None, None)), True) for p in pieces]
-        last = self._chunk(info, reply_id, [{"text": ""}], _FINISH[out.finish], out.output_tokens)
+        if out.truncated:
+            return events
+        last = self._chunk(info, reply_id, [{"text": ""}], _FINISH[out.finish], out)
         return [*events, StreamEvent(_sse(last))]
 
     def count_tokens_body(self, info: RequestInfo) -> dict[str, Any]:

@@ -1,4 +1,12 @@
-"""OpenAI Chat Completions, as the fake server speaks it (``POST /v1/chat/completions``)."""
+"""OpenAI Chat Completions, as the fake server speaks it (``POST /v1/chat/completions``).
+
+Besides text and tool calls (see :class:`~.replies.Reply`): a refusal is
+``content: null`` with ``message.refusal`` (streamed as ``delta.refusal``
+pieces) and ``finish_reason: "stop"``, as OpenAI sends it; thinking is only
+counted (``completion_tokens_details.reasoning_tokens``); cache reads are
+``prompt_tokens_details.cached_tokens``; a truncated stream stops after its
+content, without the finish chunk, the usage chunk and ``[DONE]``.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +42,7 @@ _ERROR_TYPES = {
     404: ("invalid_request_error", "not_found"),
     429: ("requests", "rate_limit_exceeded"),
 }
-_FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls"}
+_FINISH = {"stop": "stop", "length": "length", "tool": "tool_calls", "refusal": "stop"}
 _LIMITS_PAGE = "Visit https://platform.openai.com/account/rate-limits to learn more."
 _QUOTA_MESSAGE = (
     "You exceeded your current quota, please check your plan and billing details. For more "
@@ -147,14 +155,23 @@ class OpenAIDialect(Dialect):
         return 429, {"error": {"message": _QUOTA_MESSAGE, "type": "insufficient_quota",
                                "param": None, "code": "insufficient_quota"}}
 
-    def _usage(self, info: RequestInfo, out: Output) -> dict[str, int]:
-        return {"prompt_tokens": info.input_tokens, "completion_tokens": out.output_tokens,
-                "total_tokens": info.input_tokens + out.output_tokens}
+    def _usage(self, info: RequestInfo, out: Output) -> dict[str, Any]:
+        usage: dict[str, Any] = {
+            "prompt_tokens": info.input_tokens, "completion_tokens": out.output_tokens,
+            "total_tokens": info.input_tokens + out.output_tokens,
+        }  # fmt: skip
+        if out.cached_input_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": out.cached_input_tokens, "audio_tokens": 0}
+        if out.thinking_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": out.thinking_tokens, "audio_tokens": 0}
+        return usage
 
     def reply_body(self, info: RequestInfo, out: Output, reply_id: str) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": out.text, "refusal": None}
+        if out.refusal:
+            message.update(content=None, refusal=out.refusal)
         if out.tool_name is not None:
-            message["content"] = None
+            message["content"] = out.text or None
             message["tool_calls"] = [{"id": out.tool_id, "type": "function", "function": {
                 "name": out.tool_name, "arguments": out.arguments_json}}]
         return {
@@ -175,7 +192,12 @@ class OpenAIDialect(Dialect):
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
             return sse({**base, "choices": [choice]})
 
-        events = [StreamEvent(chunk({"role": "assistant", "content": "", "refusal": None}))]
+        if out.refusal:
+            events = [StreamEvent(chunk({"role": "assistant", "content": None, "refusal": ""}))]
+            events += [StreamEvent(chunk({"refusal": p}), True) for p in split_deltas(out.refusal)]
+        else:
+            events = [StreamEvent(chunk({"role": "assistant", "content": "", "refusal": None}))]
+            events += [StreamEvent(chunk({"content": p}), True) for p in split_deltas(out.text)]
         if out.tool_name is not None:
             head = {"index": 0, "id": out.tool_id, "type": "function",
                     "function": {"name": out.tool_name, "arguments": ""}}
@@ -183,8 +205,8 @@ class OpenAIDialect(Dialect):
             for piece in fragments(out.arguments_json):
                 call = {"index": 0, "function": {"arguments": piece}}
                 events.append(StreamEvent(chunk({"tool_calls": [call]}), delta=True))
-        else:
-            events += [StreamEvent(chunk({"content": p}), True) for p in split_deltas(out.text)]
+        if out.truncated:
+            return events
         events.append(StreamEvent(chunk({}, _FINISH[out.finish])))
         if info.include_usage:
             events.append(StreamEvent(sse({**base, "choices": [], "usage": self._usage(info, out)})))

@@ -31,7 +31,7 @@ from .dialect_gemini import GeminiDialect
 from .dialect_openai import OpenAIDialect
 from .faults import FaultBook
 from .log import RequestLog, RequestRecord
-from .replies import Fault, ReplyFunction, ReplyValue, RequestInfo, ToolCallReply, entry_from_json
+from .replies import REPLY_TYPES, Fault, ReplyFunction, ReplyValue, RequestInfo, entry_from_json
 
 __all__ = ["DIALECTS", "Engine", "HttpReply"]
 
@@ -220,8 +220,8 @@ class Engine:
         if self.reply is None:
             return default_reply(info)
         value = self.reply(info)
-        if not isinstance(value, (str, ToolCallReply, Fault)):
-            raise TypeError(f"reply= must return str, ToolCallReply or Fault, not {value!r}")
+        if not isinstance(value, REPLY_TYPES):
+            raise TypeError(f"reply= must return str, ToolCallReply, Reply or Fault, not {value!r}")
         return value
 
     def _reply(self, call: _Call, info: RequestInfo, out: Output, late: list[Fault]) -> HttpReply:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .replies import Fault, ReplyValue, ToolCallReply
+from .replies import REPLY_TYPES, Fault, ReplyValue
 
 __all__ = ["FaultBook", "FaultRule", "random_fault_kinds"]
 
@@ -58,8 +58,8 @@ class FaultBook:
     def script(self, entries: Iterable[ReplyValue]) -> None:
         items = list(entries)
         for item in items:
-            if not isinstance(item, (str, ToolCallReply, Fault)):
-                raise TypeError(f"script entries are str, ToolCallReply or Fault, not {item!r}")
+            if not isinstance(item, REPLY_TYPES):
+                raise TypeError(f"script entries are str, ToolCallReply, Reply or Fault, not {item!r}")
         with self._lock:
             self._script.extend(items)
 

@@ -1,4 +1,4 @@
-"""What the fake server can answer: tool calls, faults, and what a reply function sees."""
+"""What the fake server can answer: tool calls, rich replies, faults, and what a reply function sees."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "REPLY_TYPES",
     "Fault",
+    "Reply",
     "ReplyFunction",
     "ReplyValue",
     "RequestInfo",
@@ -31,6 +33,49 @@ class ToolCallReply:
     name: str
     arguments: Mapping[str, Any] | None = None
     id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply with what real APIs send besides text, each in its provider's documented shape.
+
+    * ``thinking``: a thinking block before the answer (Anthropic ``thinking``
+      with a ``signature``; Gemini a ``thought: true`` part; OpenAI only counts
+      it, in ``completion_tokens_details.reasoning_tokens``); its tokens are
+      output tokens. ``redacted_thinking`` adds Anthropic's ``redacted_thinking``
+      block after it.
+    * ``refusal``: the model refuses (OpenAI ``content: null`` and
+      ``message.refusal``, streamed as ``delta.refusal``; Anthropic
+      ``stop_reason: "refusal"`` with ``stop_details.explanation``).
+    * ``web_search``: Anthropic runs its web search tool with this query before
+      the text: a ``server_tool_use`` block, its ``web_search_tool_result``, and
+      usage with ``server_tool_use.web_search_requests`` (the message_delta of
+      a stream then carries the cumulative input count, larger than message_start's).
+    * ``tool_call``: after the text, a call of the caller's tool (the turn ends
+      with ``tool_use`` / ``tool_calls``).
+    * ``cached_input_tokens`` / ``cache_write_tokens``: of the request's input
+      tokens, read from / written to the prompt cache (OpenAI
+      ``prompt_tokens_details.cached_tokens``; Anthropic
+      ``cache_read_input_tokens`` / ``cache_creation_input_tokens``; Gemini
+      ``cachedContentTokenCount``).
+    * ``truncated``: a streamed reply whose body ends cleanly before the
+      provider's end (no finish reason, usage or ``[DONE]``; no
+      ``message_delta``/``message_stop``; no ``finishReason``).
+    """
+
+    text: str = ""
+    thinking: str | None = None
+    redacted_thinking: bool = False
+    refusal: str | None = None
+    web_search: str | None = None
+    tool_call: ToolCallReply | None = None
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cached_input_tokens < 0 or self.cache_write_tokens < 0:
+            raise ValueError("Reply: cache token counts must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -206,8 +251,10 @@ class RequestInfo:
         return ""
 
 
-ReplyValue = str | ToolCallReply | Fault
+ReplyValue = str | ToolCallReply | Reply | Fault
 ReplyFunction = Callable[[RequestInfo], ReplyValue]
+REPLY_TYPES = (str, ToolCallReply, Reply, Fault)
+"""What a script entry or a ``reply=`` function may be."""
 
 
 def entry_to_json(entry: ReplyValue) -> Any:
@@ -215,9 +262,17 @@ def entry_to_json(entry: ReplyValue) -> Any:
     if isinstance(entry, str):
         return entry
     if isinstance(entry, ToolCallReply):
-        args = None if entry.arguments is None else dict(entry.arguments)
-        return {"tool_call": {"name": entry.name, "arguments": args, "id": entry.id}}
+        return {"tool_call": _call_to_json(entry)}
+    if isinstance(entry, Reply):
+        data = {name: getattr(entry, name) for name in Reply.__dataclass_fields__}
+        data["tool_call"] = None if entry.tool_call is None else _call_to_json(entry.tool_call)
+        return {"reply": data}
     return {"fault": fault_to_json(entry)}
+
+
+def _call_to_json(call: ToolCallReply) -> dict[str, Any]:
+    args = None if call.arguments is None else dict(call.arguments)
+    return {"name": call.name, "arguments": args, "id": call.id}
 
 
 def fault_to_json(fault: Fault) -> dict[str, Any]:
@@ -233,6 +288,15 @@ def entry_from_json(data: Any) -> ReplyValue:
     if isinstance(data, dict) and isinstance(data.get("tool_call"), dict):
         call = data["tool_call"]
         return ToolCallReply(str(call["name"]), call.get("arguments"), call.get("id"))
+    if isinstance(data, dict) and isinstance(data.get("reply"), dict):
+        fields = dict(data["reply"])
+        call = fields.get("tool_call")
+        if isinstance(call, dict):
+            fields["tool_call"] = ToolCallReply(str(call["name"]), call.get("arguments"), call.get("id"))
+        try:
+            return Reply(**fields)
+        except TypeError as exc:
+            raise ValueError(f"invalid reply: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("fault"), dict):
         try:
             return Fault(**data["fault"])
