@@ -166,6 +166,7 @@ class RateLimitError(LLMError):
     retryable = True
     limits: Any = None
     limit: float | None = None
+    limit_kind: str | None = None  # what ``limit`` counts: "requests", "input_tokens", ...
 
 
 class QuotaExceededError(LLMError):

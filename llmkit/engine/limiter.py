@@ -293,11 +293,12 @@ class KeyLimiter:
         the key for the rest of its life on a server's passing hiccup.
         """
         limit = _sane_limit(getattr(error, "limit", None))
-        if limit is None:
+        lane = getattr(error, "limit_kind", None) or REQUESTS
+        if limit is None or lane not in LANE_NAMES:
             return
-        self.lanes[REQUESTS] = Lane(REQUESTS, limit, configured=False)
-        self._note("learn", f"limit:{REQUESTS}", limit)
-        logger.info("%s: learned from a 429: %.0f requests a minute", self.name, limit)
+        self.lanes[lane] = Lane(lane, limit, configured=False)
+        self._note("learn", f"limit:{lane}", limit)
+        logger.info("%s: learned from a 429: %.0f %s a minute", self.name, limit, lane.replace("_", " "))
 
     # -- sharing (when a twin exists: see llmkit.engine.shared) -------------------------------------
 

@@ -39,7 +39,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmkit.errors import AuthenticationError, InvalidRequestError, LLMError, ProviderError
+from llmkit.errors import AuthenticationError, InvalidRequestError, LLMError, ProviderError, RateLimitError
 from llmkit.providers import _gemini_tools as tools
 from llmkit.providers._errors import error_for_status
 from llmkit.providers._gemini_options import GENERATION_FIELDS, thinking_config
@@ -64,6 +64,7 @@ PROVIDER = "google"
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+);base64,(.*)$", re.DOTALL)
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
+_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
 
 
 def camel(name: str) -> str:
@@ -277,7 +278,36 @@ def error_from_body(
     mapped = error_for_status(status, message, provider=PROVIDER, headers=headers, request_id=request_id)
     if mapped.retry_after is None:
         mapped.retry_after = retry_delay(details)
+    if isinstance(mapped, RateLimitError):
+        mapped.limit, mapped.limit_kind = quota_limit(details)
     return mapped
+
+
+def quota_limit(details: list[Mapping[str, Any]]) -> tuple[float | None, str | None]:
+    """The per-minute limit a QuotaFailure names (its ``quotaValue``) and what it counts."""
+    for detail in details:
+        if detail.get("@type") != _QUOTA_FAILURE:
+            continue
+        for violation in detail.get("violations") or ():
+            quota_id = str(violation.get("quotaId", "")) if isinstance(violation, Mapping) else ""
+            if "PerMinute" not in quota_id:
+                continue
+            value = violation.get("quotaValue")
+            try:
+                limit = float(value) if isinstance(value, (str, int, float)) else None
+            except ValueError:
+                limit = None
+            return limit, _counts(quota_id)
+    return None, None
+
+
+def _counts(quota_id: str) -> str:
+    """What a Gemini quota counts, from its id (GenerateRequestsPerMinute..., ...InputTokens...)."""
+    for marker, lane in (("InputToken", "input_tokens"), ("OutputToken", "output_tokens"),
+                         ("Token", "tokens")):  # fmt: skip
+        if marker in quota_id:
+            return lane
+    return "requests"
 
 
 def retry_delay(details: list[Mapping[str, Any]]) -> float | None:

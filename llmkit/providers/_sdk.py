@@ -8,16 +8,16 @@ differ between versions, so mapping goes by status code, not by class name.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
 from llmkit.errors import (
     InvalidRequestError,
     LLMError,
+    MalformedResponseError,
     NetworkError,
-    ProviderError,
+    RateLimitError,
     RequestTimeoutError,
 )
 from llmkit.providers._anthropic_reply import ERROR_STATUS
@@ -35,19 +35,20 @@ def _error_message(exc: Any) -> str:
     return str(getattr(exc, "message", None) or exc)
 
 
-def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMError:
-    """The llmkit error for an exception raised by an SDK call (or its parsing)."""
+def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str,
+                  limit_state: LimitReader | None = None) -> LLMError:  # fmt: skip
+    """The llmkit error for an exception an SDK call (or the reading of its reply) raised.
+
+    Only the exceptions an SDK call is known to raise are mapped: its status,
+    timeout and connection errors, the transports' own errors, and a reply
+    that cannot be read (:class:`MalformedResponseError`: the provider billed
+    it). Anything else is raised again as it is (a bug is not a provider error).
+    ``limit_state`` reads a 429's rate-limit headers into the error's ``limits``.
+    """
     if isinstance(exc, LLMError):
         return exc
     if isinstance(exc, sdk.APIStatusError):
-        response = exc.response
-        return error_for_status(
-            _status_of(exc),
-            _error_message(exc),
-            provider=provider,
-            headers=response.headers if response is not None else None,
-            request_id=getattr(exc, "request_id", None),
-        )
+        return _status_error(exc, provider, limit_state)
     if isinstance(exc, sdk.APITimeoutError):
         return RequestTimeoutError("The request timed out", provider=provider)
     if isinstance(exc, sdk.APIConnectionError):
@@ -56,13 +57,44 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     transport = _transport_error(exc, provider)
     if transport is not None:
         return transport
-    if isinstance(exc, (sdk.APIResponseValidationError, json.JSONDecodeError, KeyError, IndexError)):
-        return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
+    if isinstance(exc, (sdk.APIResponseValidationError, *_UNREADABLE)):
+        return MalformedResponseError(f"Malformed reply from {provider}: {exc}", provider=provider)
     if isinstance(exc, TypeError):
         return InvalidRequestError(f"The {provider} SDK refused the request: {exc}", provider=provider)
-    if isinstance(exc, ValueError):
-        return ProviderError(f"Malformed reply from {provider}: {exc}", provider=provider)
-    return ProviderError(f"{provider} call failed: {type(exc).__name__}: {exc}", provider=provider)
+    raise exc
+
+
+LimitReader = Callable[[Mapping[str, str]], Any]
+# What reading a reply that is not what the API documents raises (json.JSONDecodeError is a ValueError).
+_UNREADABLE = (KeyError, IndexError, ValueError)
+
+
+def _status_error(exc: Any, provider: str, limit_state: LimitReader | None) -> LLMError:
+    response = exc.response
+    headers = response.headers if response is not None else None
+    error = error_for_status(
+        _status_of(exc),
+        _error_message(exc),
+        provider=provider,
+        headers=headers,
+        request_id=getattr(exc, "request_id", None),
+        kind=_error_kind(exc),
+    )
+    if isinstance(error, RateLimitError) and limit_state is not None and headers is not None:
+        error.limits = limit_state(headers)  # what the 429's own headers say
+    return error
+
+
+def _error_kind(exc: Any) -> str | None:
+    """The provider's error type or code (``insufficient_quota``, ``billing_error``...)."""
+    body = getattr(exc, "body", None)
+    for part in (body.get("error") if isinstance(body, Mapping) else None, body):
+        if isinstance(part, Mapping):
+            for field in ("code", "type"):
+                value = part.get(field)
+                if isinstance(value, str) and value != "error":
+                    return value
+    return None
 
 
 def _status_of(exc: Any) -> int:

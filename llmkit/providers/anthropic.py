@@ -16,7 +16,7 @@ from llmkit.errors import InvalidRequestError, LLMError
 from llmkit.providers import _anthropic_format as fmt
 from llmkit.providers import _anthropic_reply as reply
 from llmkit.providers._anthropic_stream import AnthropicStream
-from llmkit.providers._headers import header_number
+from llmkit.providers._limits import anthropic_limits
 from llmkit.providers._options import CallOptions, call_options, thinking_budget
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
@@ -110,7 +110,7 @@ class AnthropicProvider(Provider):
             limit = reply.itpm_input_tokens(response.model, response.usage)
             return ProviderReply(response, self.limit_state(raw.headers), limit)
         except Exception as exc:
-            raise map_sdk_error(exc, anthropic, self.name) from exc
+            raise map_sdk_error(exc, anthropic, self.name, self.limit_state) from exc
 
     def parse_message(self, message: Any, headers: Mapping[str, str], raw: Any = None) -> Response:
         """A Response from a Messages reply: its JSON (a dict) or the SDK's object."""
@@ -134,7 +134,7 @@ class AnthropicProvider(Provider):
     def map_error(self, exc: BaseException) -> LLMError:
         import anthropic
 
-        return map_sdk_error(exc, anthropic, self.name)
+        return map_sdk_error(exc, anthropic, self.name, self.limit_state)
 
     @staticmethod
     def usage_of(usage: Any) -> Usage:
@@ -143,21 +143,8 @@ class AnthropicProvider(Provider):
         return reply.usage_of(usage)
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
-        """Anthropic's ``anthropic-ratelimit-*`` headers."""
-        remaining_requests = header_number(headers, "anthropic-ratelimit-requests-remaining")
-        remaining_input = header_number(headers, "anthropic-ratelimit-input-tokens-remaining")
-        remaining_output = header_number(headers, "anthropic-ratelimit-output-tokens-remaining")
-        remaining_tokens = header_number(headers, "anthropic-ratelimit-tokens-remaining")
-        if remaining_requests is None and remaining_input is None and remaining_output is None:
-            return None
-        return ServerLimitState(
-            remaining_requests=remaining_requests,
-            remaining_input_tokens=remaining_input,
-            remaining_output_tokens=remaining_output,
-            remaining_tokens=remaining_tokens,
-            limit_requests=header_number(headers, "anthropic-ratelimit-requests-limit"),
-            limit_tokens=header_number(headers, "anthropic-ratelimit-tokens-limit"),
-        )
+        """Anthropic's ``anthropic-ratelimit-*`` headers (see :mod:`llmkit.providers._limits`)."""
+        return anthropic_limits(headers)
 
     def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
         import anthropic
@@ -168,7 +155,7 @@ class AnthropicProvider(Provider):
             raw = client.messages.with_raw_response.create(**params)
             http = raw.http_response
         except Exception as exc:
-            raise map_sdk_error(exc, anthropic, self.name) from exc
+            raise map_sdk_error(exc, anthropic, self.name, self.limit_state) from exc
         request_id = raw.headers.get("request-id")
         try:
             yield StreamDelta(request_id=request_id, limits=self.limit_state(raw.headers))
@@ -178,7 +165,7 @@ class AnthropicProvider(Provider):
         except LLMError:
             raise
         except Exception as exc:
-            raise map_sdk_error(exc, anthropic, self.name) from exc
+            raise map_sdk_error(exc, anthropic, self.name, self.limit_state) from exc
         finally:
             http.close()
 

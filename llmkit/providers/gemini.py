@@ -29,6 +29,7 @@ from llmkit.errors import (
     ConfigurationError,
     InvalidRequestError,
     LLMError,
+    MalformedResponseError,
     NetworkError,
     ProviderError,
     RequestTimeoutError,
@@ -135,7 +136,7 @@ class GeminiProvider(Provider):
         return wire.error_from_body(reply.status_code, body, reply.headers, request_id, fallback)
 
     def map_error(self, exc: BaseException) -> LLMError:
-        """requests' exceptions (and bad JSON) as llmkit errors."""
+        """requests' exceptions (and bad JSON) as llmkit errors; any other exception is raised again."""
         import requests
 
         if isinstance(exc, LLMError):
@@ -148,17 +149,17 @@ class GeminiProvider(Provider):
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):  # fmt: skip
             return ConfigurationError(f"Bad Gemini base_url {self.base_url!r}: {detail}", provider=self.name)
-        if isinstance(exc, requests.exceptions.JSONDecodeError):  # a reply that is not JSON
-            return ProviderError(f"Malformed reply from Gemini: {detail}", provider=self.name)
+        if isinstance(exc, requests.exceptions.JSONDecodeError):  # a reply that is not JSON: billed
+            return MalformedResponseError(f"Malformed reply from Gemini: {detail}", provider=self.name)
         if isinstance(exc, requests.exceptions.InvalidJSONError):  # a request body that is not
             return InvalidRequestError(f"The request cannot be sent to Gemini: {detail}", provider=self.name)
         if isinstance(exc, requests.RequestException):
             return NetworkError(f"Gemini request failed: {detail}", provider=self.name)
         if isinstance(exc, (ValueError, KeyError, IndexError)):
-            return ProviderError(f"Malformed reply from Gemini: {detail}", provider=self.name)
+            return MalformedResponseError(f"Malformed reply from Gemini: {detail}", provider=self.name)
         if isinstance(exc, TypeError):
             return InvalidRequestError(f"The request cannot be sent to Gemini: {detail}", provider=self.name)
-        return ProviderError(f"Gemini call failed: {detail}", provider=self.name)
+        raise exc  # not one a Gemini call is known to raise: a bug, not a provider error
 
     def _json(self, reply: requests.Response) -> Any:
         try:

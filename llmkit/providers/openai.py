@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from llmkit.errors import InvalidRequestError, LLMError
-from llmkit.providers._headers import header_number, parse_duration
+from llmkit.providers._limits import openai_limits
 from llmkit.providers._openai_format import message_dicts, system_prompt, tool_params
 from llmkit.providers._openai_stream import OpenAIStream
 from llmkit.providers._options import CallOptions, call_options
@@ -165,7 +165,7 @@ class OpenAIProvider(Provider):
             response = self.parse_completion(reply_json(raw), raw.headers, LazySDKObject(raw.parse))
             return ProviderReply(response, self.limit_state(raw.headers))
         except Exception as exc:
-            raise map_sdk_error(exc, openai, self.name) from exc
+            raise map_sdk_error(exc, openai, self.name, self.limit_state) from exc
 
     def parse_completion(self, completion: Any, headers: Mapping[str, str], raw: Any = None) -> Response:
         """A Response from a chat completion: its JSON (a dict) or the SDK's object."""
@@ -191,7 +191,7 @@ class OpenAIProvider(Provider):
     def map_error(self, exc: BaseException) -> LLMError:
         import openai
 
-        return map_sdk_error(exc, openai, self.name)
+        return map_sdk_error(exc, openai, self.name, self.limit_state)
 
     @staticmethod
     def usage_of(usage: Any) -> Usage:
@@ -207,19 +207,8 @@ class OpenAIProvider(Provider):
                      cached, written, reasoning)  # fmt: skip
 
     def limit_state(self, headers: Mapping[str, str]) -> ServerLimitState | None:
-        """OpenAI's ``x-ratelimit-*`` headers (tokens are input and output combined)."""
-        remaining_requests = header_number(headers, "x-ratelimit-remaining-requests")
-        remaining_tokens = header_number(headers, "x-ratelimit-remaining-tokens")
-        if remaining_requests is None and remaining_tokens is None:
-            return None
-        return ServerLimitState(
-            remaining_requests=remaining_requests,
-            remaining_tokens=remaining_tokens,
-            limit_requests=header_number(headers, "x-ratelimit-limit-requests"),
-            limit_tokens=header_number(headers, "x-ratelimit-limit-tokens"),
-            reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),
-            reset_tokens=parse_duration(headers.get("x-ratelimit-reset-tokens")),
-        )
+        """OpenAI's ``x-ratelimit-*`` headers (see :mod:`llmkit.providers._limits`)."""
+        return openai_limits(headers)
 
     def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
         import openai
@@ -232,7 +221,7 @@ class OpenAIProvider(Provider):
             raw = client.chat.completions.with_raw_response.create(**params)
             http = raw.http_response
         except Exception as exc:
-            raise map_sdk_error(exc, openai, self.name) from exc
+            raise map_sdk_error(exc, openai, self.name, self.limit_state) from exc
         request_id = raw.headers.get("x-request-id")
         state = OpenAIStream(self.name, request.model, request_id, wants_usage, self.usage_of)
         try:
@@ -241,7 +230,7 @@ class OpenAIProvider(Provider):
         except LLMError:
             raise
         except Exception as exc:
-            raise map_sdk_error(exc, openai, self.name) from exc
+            raise map_sdk_error(exc, openai, self.name, self.limit_state) from exc
         finally:
             http.close()
 

@@ -1,0 +1,76 @@
+"""Rate-limit headers as the providers document them, read into a :class:`ServerLimitState`.
+
+* OpenAI (and OpenAI-compatible servers): ``x-ratelimit-limit-requests`` /
+  ``-tokens`` (per minute), ``x-ratelimit-remaining-*``, ``x-ratelimit-reset-*``
+  as Go-style durations ("1s", "6m0s", "20ms"); tokens are input and output combined.
+* Anthropic: ``anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,reset}``,
+  the reset an RFC 3339 timestamp.
+
+Values that are not numbers, or not finite, are left out (None); what is
+believable is the engine's to decide (:mod:`llmkit.engine.limiter`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime
+
+from llmkit.providers._headers import header_number, parse_duration
+from llmkit.providers.base import ServerLimitState
+
+__all__ = ["anthropic_limits", "openai_limits"]
+
+
+def openai_limits(headers: Mapping[str, str]) -> ServerLimitState | None:
+    """OpenAI's ``x-ratelimit-*`` headers, or None when the reply has none."""
+    remaining_requests = header_number(headers, "x-ratelimit-remaining-requests")
+    remaining_tokens = header_number(headers, "x-ratelimit-remaining-tokens")
+    if remaining_requests is None and remaining_tokens is None:
+        return None
+    return ServerLimitState(
+        remaining_requests=remaining_requests,
+        remaining_tokens=remaining_tokens,
+        limit_requests=header_number(headers, "x-ratelimit-limit-requests"),
+        limit_tokens=header_number(headers, "x-ratelimit-limit-tokens"),
+        reset_requests=parse_duration(headers.get("x-ratelimit-reset-requests")),
+        reset_tokens=parse_duration(headers.get("x-ratelimit-reset-tokens")),
+    )
+
+
+_ANTHROPIC_KINDS = {
+    "requests": "requests",
+    "input_tokens": "input-tokens",
+    "output_tokens": "output-tokens",
+    "tokens": "tokens",
+}
+
+
+def anthropic_limits(headers: Mapping[str, str], now: float | None = None) -> ServerLimitState | None:
+    """Anthropic's ``anthropic-ratelimit-*`` headers, or None when the reply has none.
+
+    ``now`` is the wall-clock time (``time.time()``) the reset timestamps are measured from.
+    """
+    values: dict[str, float | None] = {}
+    wall = time.time() if now is None else now
+    for field, kind in _ANTHROPIC_KINDS.items():
+        prefix = f"anthropic-ratelimit-{kind}-"
+        values[f"limit_{field}"] = header_number(headers, prefix + "limit")
+        values[f"remaining_{field}"] = header_number(headers, prefix + "remaining")
+        values[f"reset_{field}"] = _seconds_until(headers.get(prefix + "reset"), wall)
+    if all(values[f"remaining_{field}"] is None for field in _ANTHROPIC_KINDS):
+        return None
+    return ServerLimitState(**values)
+
+
+def _seconds_until(stamp: str | None, now: float) -> float | None:
+    """Seconds from ``now`` to an RFC 3339 timestamp (0 once it has passed); None if unreadable."""
+    if not stamp:
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
