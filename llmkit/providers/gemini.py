@@ -74,6 +74,8 @@ class GeminiProvider(Provider):
     """Translation for the Gemini API (Google AI Studio keys)."""
 
     name = "google"
+    aliases = ("gemini",)
+    key_env_vars = ("GOOGLE_API_KEYS", "GEMINI_API_KEYS", "GOOGLE_API_KEY", "GEMINI_API_KEY")
     default_model = "gemini-2.0-flash"
     default_base_url = "https://generativelanguage.googleapis.com"
     capabilities = Capabilities(
