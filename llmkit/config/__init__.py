@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS", "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
+    "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS",
+    "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
     "PoolConfig", "ProviderSettings", "RateLimit", "RateLimitConfig", "RetryPolicy", "Settings",
     "load_settings", "missing_key_message", "normalize_provider", "parse_key_list",
 ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""What the logging settings switch on: ``global.log_level`` / ``LLM_LOG_LEVEL`` and ``global.enable_logging``.
+"""What the logging settings switch on: ``global.log_level`` (``LLM_LOG_LEVEL``) and ``global.enable_logging``.
 
 llmkit's records go to the ``llmkit`` logger and its children, each with a
 NullHandler, so by default the program's own logging configuration decides
@@ -31,7 +31,7 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _level_set_by_llmkit: int | None = None
 
 
-class _StderrUntilConfigured(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrUntilConfigured(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
     """Writes to stderr while the root logger has no handler (then the program's handlers do)."""
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -190,9 +190,9 @@ class VariablesSource(PydanticBaseSettingsSource):
         self._limits: dict[str, list[tuple[str, list[str], Any]]] = {}
         self._read_keys(variables)
         for name in sorted(variables):
-            if name.upper().startswith(_PREFIX) and name.upper() not in _NOT_SETTINGS:
-                if variables[name].strip():
-                    self._read_setting(name, variables[name])
+            upper = name.upper()
+            if upper.startswith(_PREFIX) and upper not in _NOT_SETTINGS and variables[name].strip():
+                self._read_setting(name, variables[name])
         self._merge_rate_limits()
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from llmkit.errors import LLMError
 from llmkit.providers._headers import header_number, parse_duration
@@ -22,8 +22,7 @@ class OpenAIProvider(Provider):
     """Translation for OpenAI-compatible chat completions."""
 
     name = "openai"
-    aliases = ()
-    key_env_vars = ("OPENAI_API_KEYS", "OPENAI_API_KEY")
+    key_env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEYS", "OPENAI_API_KEY")
     default_model = "gpt-4o-mini"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,

@@ -1,4 +1,4 @@
-"""Tools for testing code that uses llmkit: a fake provider server and a mock client.
+"""Tools for testing code that uses llmkit: a fake provider server and mock clients.
 
 Names are imported on first use, so ``import llmkit.testing`` stays cheap and
 ``python -m llmkit.testing.fake_server`` runs without a double import.
@@ -21,8 +21,11 @@ if TYPE_CHECKING:
         count_tokens,
         spawn_fake_server,
     )
+    from .mock import AsyncMockLLMClient, MockLLMClient
 
 _LAZY = {
+    "AsyncMockLLMClient": ".mock",
+    "MockLLMClient": ".mock",
     "FakeLLMServer": ".fake_server",
     "Fault": ".fake_server",
     "RequestInfo": ".fake_server",
@@ -35,8 +38,10 @@ _LAZY = {
 }
 
 __all__ = [
+    "AsyncMockLLMClient",
     "FakeLLMServer",
     "Fault",
+    "MockLLMClient",
     "RequestInfo",
     "RequestRecord",
     "ServerLimits",
