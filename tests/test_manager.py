@@ -95,7 +95,8 @@ def test_a_busy_client_is_not_rebuilt(manager: LLMManager, fake_server: FakeLLMS
     while client.status()["in_use_clients"] == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
     with pytest.raises(ConfigurationError, match="1 request in flight or waiting") as info:
-        manager.get_or_create_client(LLMProvider.ANTHROPIC, rate_limit_config=RateLimitConfig(max_concurrent=1))
+        limit = RateLimitConfig(max_concurrent=1)
+        manager.get_or_create_client(LLMProvider.ANTHROPIC, rate_limit_config=limit)
     assert "manager.close_client" in str(info.value)
     assert future.result().content == "slow" and not client.closed
 

@@ -1,4 +1,4 @@
-"""Where settings come from: pydantic-settings sources, config/llm.yaml, secret files, nested variables, logging."""
+"""Where settings come from: pydantic-settings sources, config/llm.yaml, secret files, variables, logging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the logging settings switch on: ``global.log_level`` (``LLM_LOG_LEVEL``) and ``global.enable_logging``.
+"""What the logging settings switch on: ``global.log_level`` (``LLM_LOG_LEVEL``), ``global.enable_logging``.
 
 llmkit's records go to the ``llmkit`` logger and its children, each with a
 NullHandler, so by default the program's own logging configuration decides
