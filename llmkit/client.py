@@ -121,6 +121,9 @@ class LLMClient:
         fallbacks: Sequence[Any] | None = None,
     ) -> None:
         from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
+        from llmkit.config.models import check_base_url
+
+        base_url = check_base_url(base_url)  # as the YAML's is checked: before anything is sent
 
         settings = settings if settings is not None else load_settings(config_path)
         chosen = provider or settings.default_provider()

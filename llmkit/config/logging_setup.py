@@ -13,6 +13,12 @@ what is shown (``logging.basicConfig(level=logging.DEBUG)`` shows everything).
   the program set that logger's level itself; and, while the program has set
   up no logging at all (the root logger has no handler), a handler that
   writes llmkit's records to stderr. Unset: llmkit configures nothing.
+
+The ``instructor`` logger gets a NullHandler: llmkit raises instructor's
+failures as StructuredOutputError, and instructor's own ERROR record of them
+("Max retries exceeded ...") would otherwise reach stderr through Python's
+last-resort handler in a program that set up no logging. A program that did
+set up logging still receives instructor's records.
 """
 
 from __future__ import annotations
@@ -41,6 +47,12 @@ class _StderrUntilConfigured(logging.StreamHandler):  # type: ignore[type-arg,un
         super().emit(record)
 
 
+def _quiet_by_default(name: str) -> None:
+    foreign = logging.getLogger(name)
+    if not any(isinstance(h, logging.NullHandler) for h in foreign.handlers):
+        foreign.addHandler(logging.NullHandler())
+
+
 def request_line_level(settings: GlobalSettings) -> int | None:
     """The level of the per-request line for a client built from ``settings``; None: no line."""
     if not settings.enable_logging:
@@ -53,6 +65,7 @@ def apply_logging_settings(settings: GlobalSettings) -> int | None:
     """Configure the ``llmkit`` logger as ``settings`` say; returns :func:`request_line_level`."""
     global _level_set_by_llmkit
 
+    _quiet_by_default("instructor")
     if settings.enable_logging and settings.log_level:
         package = logging.getLogger(PACKAGE_LOGGER)
         level = logging.getLevelName(settings.log_level)

@@ -30,7 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from llmkit.config.models import ConfigModel, LLMConfig, PoolConfig, RateLimit, safe_repr
+from llmkit.config.models import (
+    ConfigModel,
+    LLMConfig,
+    PoolConfig,
+    RateLimit,
+    base_url_problem,
+    count_of,
+    safe_repr,
+)
 from llmkit.errors import ConfigurationError
 from llmkit.providers import normalize_provider
 
@@ -168,8 +176,9 @@ class ProviderSettings(ConfigModel, init=False):
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"base_url {safe_repr(url)} must start with http:// or https://")
+        problem = None if url is None else base_url_problem(url)
+        if problem is not None:
+            raise ValueError(f"base_url {problem}")
         return url.strip() if url is not None else None
 
     @model_validator(mode="after")
@@ -177,7 +186,8 @@ class ProviderSettings(ConfigModel, init=False):
         n_limits, n_keys = len(self.rate_limits), len(self.api_keys)
         if n_keys and n_limits not in (0, 1, n_keys):
             raise ValueError(
-                f"rate_limits has {n_limits} entries but there are {n_keys} API keys: give "
+                f"rate_limits has {count_of(n_limits, 'entry', 'entries')} but there are "
+                f"{count_of(n_keys, 'API key')}: give "
                 f"one entry for all keys, or exactly {n_keys}, one per key in key order")
         return self
 
@@ -203,7 +213,7 @@ class ProviderSettings(ConfigModel, init=False):
         if index < len(self.rate_limits):
             return self.rate_limits[index]
         raise ConfigurationError(
-            f"rate_limits has {len(self.rate_limits)} entries, one per key, but key "
+            f"rate_limits has {count_of(len(self.rate_limits), 'entry', 'entries')}, one per key, but key "
             f"#{index + 1} has none: give one entry for all keys, or one per key")
 
 

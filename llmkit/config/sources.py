@@ -53,7 +53,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from llmkit.config.models import build, closest
+from llmkit.config.models import build, closest, count_of
 from llmkit.config.settings import (
     CONFIG_PATH_VAR,
     DEFAULT_CONFIG_FILE,
@@ -263,8 +263,9 @@ class VariablesSource(PydanticBaseSettingsSource):
                     index, path = int(path[0]), path[1:]
                     if index >= len(merged) or not path:
                         raise ConfigurationError(
-                            f"{name}: providers.{provider}.rate_limits has {len(merged)} "
-                            f"entries; number them from 0 and name a field after the number.")
+                            f"{name}: providers.{provider}.rate_limits has "
+                            f"{count_of(len(merged), 'entry', 'entries')}; number them from 0 and "
+                            "name a field after the number.")
                     targets = [merged[index]]
                 for entry in targets:
                     _put(entry, path, value)
