@@ -121,7 +121,7 @@ class LLMClient:
         fallbacks: Sequence[Any] | None = None,
     ) -> None:
         from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
-        from llmkit.config.models import check_base_url
+        from llmkit.config.checks import check_base_url
 
         base_url = check_base_url(base_url)  # as the YAML's is checked: before anything is sent
 

@@ -168,7 +168,7 @@ def test_status_json_never_shows_keys(runs: dict[str, Run]) -> None:
     status = json.loads(result.stdout)
     assert status["provider"] == "openai" and status["total_clients"] == 2
     assert [s["state"] for s in status["client_statuses"]] == ["healthy", "healthy"]
-    assert "sk-status" not in result.stdout
+    assert "sk-status" not in result.stdout and status["config_file"] is None
 
 
 def test_status_table() -> None:

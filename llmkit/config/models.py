@@ -32,8 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigModel", "LLMConfig", "PoolConfig", "RateLimit", "RateLimitConfig", "RetryPolicy",
-    "base_url_problem", "build", "check_base_url", "closest", "config_error", "count_of", "evolve",
-    "safe_repr",
+    "build", "closest", "config_error", "evolve", "safe_repr",
 ]
 
 
@@ -69,40 +68,6 @@ def closest(word: str, choices: Any) -> str:
 
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def base_url_problem(url: Any) -> str | None:
-    """What is wrong with ``url`` as a base URL (an http(s) URL with a host), or None."""
-    from urllib.parse import urlsplit
-
-    if not isinstance(url, str):
-        return f"must be a string such as 'http://localhost:8000/v1', not a {type(url).__name__}"
-    shown = safe_repr(url)
-    if not url.strip().lower().startswith(("http://", "https://")):
-        return f"{shown} must start with http:// or https:// (e.g. 'http://localhost:8000/v1')"
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
-    except ValueError as exc:
-        return f"{shown} is not a valid URL ({exc})"
-    if not parts.hostname:
-        return f"{shown} names no host (e.g. 'http://localhost:8000/v1')"
-    return None
-
-
-def check_base_url(url: str | None, name: str = "base_url") -> str | None:
-    """``url`` stripped, or ConfigurationError saying what is wrong; None stays None."""
-    if url is None:
-        return None
-    problem = base_url_problem(url)
-    if problem is not None:
-        raise ConfigurationError(f"{name} {problem}.")
-    return url.strip()
-
-
-def count_of(count: int, noun: str, plural: str | None = None) -> str:
-    """``1 key``, ``2 keys``, ``1 entry``, ``3 entries`` (``plural`` when not ``noun + "s"``)."""
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def safe_repr(value: Any) -> str:

@@ -30,13 +30,12 @@ from pydantic import (
     model_validator,
 )
 
+from llmkit.config.checks import base_url_problem, count_of
 from llmkit.config.models import (
     ConfigModel,
     LLMConfig,
     PoolConfig,
     RateLimit,
-    base_url_problem,
-    count_of,
     safe_repr,
 )
 from llmkit.errors import ConfigurationError

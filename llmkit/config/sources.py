@@ -53,7 +53,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from llmkit.config.models import build, closest, count_of
+from llmkit.config.checks import count_of
+from llmkit.config.models import build, closest
 from llmkit.config.settings import (
     CONFIG_PATH_VAR,
     DEFAULT_CONFIG_FILE,
