@@ -44,7 +44,6 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-import yaml
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -104,6 +103,8 @@ def _yaml_source(path: str, origin: str) -> YamlConfigSettingsSource:
         raise ConfigurationError(f"Config file {path!r} ({origin}) does not exist: {fix}.")
     if not os.path.isfile(path):
         raise ConfigurationError(f"Cannot read config file {path!r} ({origin}): it is not a file.")
+    import yaml  # here: without a file, PyYAML is never imported
+
     try:
         return YamlConfigSettingsSource(_Collected, yaml_file=path)
     except OSError as exc:
@@ -119,12 +120,16 @@ def _yaml_source(path: str, origin: str) -> YamlConfigSettingsSource:
 
 
 def _top_level_type(path: str) -> str:
+    import yaml
+
     with open(path, "rb") as stream:
         return type(yaml.safe_load(stream)).__name__
 
 
 def _yaml_problem(exc: Exception) -> str:
     """Where and what, without the snippet of the file (which may hold a key)."""
+    import yaml
+
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     problem = getattr(exc, "problem", None) or type(exc).__name__
