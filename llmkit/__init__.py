@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "LLMClient": "llmkit.client",
+    "ConnectionPool": "llmkit.connection_pool",
     "AsyncLLMClient": "llmkit.aio",
     "AsyncLLMManager": "llmkit.aio",
     "LLMManager": "llmkit.manager",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
         Settings,
         load_settings,
     )
+    from llmkit.connection_pool import ConnectionPool
     from llmkit.errors import (
         AuthenticationError,
         BudgetExceededError,

@@ -8,7 +8,8 @@
 Nothing here is a second implementation: every call runs the blocking client's
 code on the pool's worker threads (``pool.executor()``), so limits, retries,
 middleware, costs and the cache behave exactly as they do for sync callers.
-The spec's manager API has its twin here too::
+The spec's manager API has its twin here too (``await`` the root
+``llmkit.get_llm_manager()``, or use this module's)::
 
     manager = await get_llm_manager()
     client = manager.get_client(LLMProvider.ANTHROPIC)
@@ -320,11 +321,14 @@ class AsyncLLMClient:
     def closed(self) -> bool:
         return self.sync_client.closed
 
-    async def aclose(self, timeout: float | None = None) -> None:
-        """Close the client (waiting for running calls in a thread, not in the loop). Idempotent."""
+    async def aclose(self, timeout: float | None = 30.0) -> None:
+        """Close the client (waiting for running calls in a thread, not in the loop). Idempotent.
+
+        ``timeout``: as for :meth:`LLMClient.close <llmkit.LLMClient.close>` (the same 30 s default).
+        """
         await asyncio.to_thread(self.sync_client.close, timeout)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = 30.0) -> None:
         """Close, blocking (for code outside the loop)."""
         self.sync_client.close(timeout)
 
@@ -375,6 +379,7 @@ class AsyncLLMManager:
         return AsyncLLMClient.wrap(client)
 
     def get_status(self, provider: LLMProvider | str | None = None) -> dict[str, Any]:
+        """Pool status of a provider's client; creates no client (see :meth:`LLMManager.get_status`)."""
         return self.sync_manager.get_status(provider)
 
     async def close_client(self, provider: LLMProvider | str) -> None:

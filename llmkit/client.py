@@ -121,6 +121,9 @@ class LLMClient:
         fallbacks: Sequence[Any] | None = None,
     ) -> None:
         from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
+        from llmkit.config.checks import check_base_url
+
+        base_url = check_base_url(base_url)  # as the YAML's is checked: before anything is sent
 
         settings = settings if settings is not None else load_settings(config_path)
         chosen = provider or settings.default_provider()
@@ -160,6 +163,7 @@ class LLMClient:
         self.provider = name
         self.model = model or provider_settings.default_model or adapter_cls.default_model
         self.defaults: LLMConfig = defaults
+        self._config_file = settings.source
         self._adapter = adapter_cls(base_url=base_url or provider_settings.base_url, timeout=defaults.timeout)
         if isinstance(shared_limits, str):
             from llmkit.backends.redis import RedisLimits
@@ -183,9 +187,11 @@ class LLMClient:
             on_giveup=on_giveup,
         )
         # Chain order (documented in llmkit.middleware): the user's, then logging, then metrics.
+        from llmkit.config.logging_setup import apply_logging_settings
+
         builtins, self._metrics = builtin_middleware(
             name,
-            log_level=log_level,
+            log_level=log_level if log_level is not None else apply_logging_settings(settings.global_),
             metrics=settings.global_.metrics_enabled if metrics is None else metrics,
         )
         # Then cost/budget and the cache, innermost (llmkit.costs, llmkit.cache).
@@ -369,8 +375,11 @@ class LLMClient:
         return self._metrics.snapshot(reset) if self._metrics is not None else {}
 
     def status(self) -> dict[str, Any]:
-        """Pool health: total/available/in-use keys and per-key detail (no key is shown)."""
-        return self._pool.status()
+        """Pool health: total/available/in-use keys and per-key detail (no key is shown).
+
+        ``config_file`` names the YAML file the client's settings came from (None: none).
+        """
+        return {**self._pool.status(), "config_file": self._config_file}
 
     def enable_key(self, key_id: str) -> None:
         """Put a disabled key (by its ``client_id`` fingerprint) back in service."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import ConfigurationError
 from llmkit.providers import canonical_name
 
 if TYPE_CHECKING:
+    from llmkit.aio import AsyncLLMManager
     from llmkit.client import LLMClient
     from llmkit.config import RateLimit, Settings
 
@@ -25,7 +27,12 @@ __all__ = ["LLMManager", "LLMProvider", "get_llm_manager", "reset_llm_manager"]
 
 
 class LLMProvider(str, enum.Enum):
-    """The providers of the spec. Compares equal to its string value."""
+    """The providers of the spec. Compares equal to its string value.
+
+    One member per adapter of :mod:`llmkit.providers` (its ``name``, upper case);
+    tests/test_providers_registry.py checks that they agree. Written out, not
+    derived, so that type checkers know ``LLMProvider.ANTHROPIC``.
+    """
 
     ANTHROPIC = "anthropic"
     OPENAI = "openai"
@@ -49,7 +56,11 @@ def _name(provider: LLMProvider | str | None, settings: Settings) -> str:
 
 
 class LLMManager:
-    """Clients per provider, built from settings once and reused. Thread-safe."""
+    """Clients per provider, built from settings once and reused. Thread-safe.
+
+    ``await manager`` (so ``manager = await get_llm_manager()``) gives its
+    async twin, :class:`~llmkit.AsyncLLMManager`, over the same clients.
+    """
 
     def __init__(self, settings: Settings | None = None, *, config_path: str | None = None) -> None:
         from llmkit.config import load_settings
@@ -63,30 +74,19 @@ class LLMManager:
     def __repr__(self) -> str:
         return f"LLMManager(providers={sorted(self._clients)})"
 
+    def __await__(self) -> Generator[Any, None, AsyncLLMManager]:
+        """``await manager``: the async twin (the spec's ``manager = await get_llm_manager()``)."""
+        return _async_twin(self).__await__()
+
     def get_client(self, provider: LLMProvider | str | None = None, **overrides: Any) -> LLMClient:
         """The pooled client of a provider, created on first use.
 
-        ``overrides`` (any LLMClient argument) apply only when the client is
-        first created; asking again with different overrides is an error,
+        ``overrides`` (any LLMClient argument) apply when the client is
+        created; asking again with other overrides is a ConfigurationError
+        (use :meth:`get_or_create_client`, which rebuilds an idle client),
         rather than silently returning a client built otherwise.
         """
-        from llmkit.client import LLMClient
-
-        name = _name(provider, self.settings)
-        with self._lock:
-            if self._closed:
-                raise ConfigurationError("This manager was closed: call get_llm_manager() for a new one.")
-            client = self._clients.get(name)
-            if client is None:
-                client = LLMClient(name, settings=self.settings, **overrides)
-                self._clients[name] = client
-                self._overrides[name] = overrides
-            elif overrides and overrides != self._overrides.get(name):
-                raise ConfigurationError(
-                    f"A {name} client already exists with other settings: close it first "
-                    "(manager.close_client(...)) or build an LLMClient of your own."
-                )
-            return client
+        return self._client(_name(provider, self.settings), overrides, rebuild=False)
 
     def get_or_create_client(
         self,
@@ -95,14 +95,52 @@ class LLMManager:
         rate_limit_config: RateLimit | None = None,
         **kw: Any,
     ) -> LLMClient:
-        """The spec's spelling: ``get_client`` with an optional RateLimitConfig."""
+        """The spec's spelling: the provider's client, built with ``rate_limit_config`` (a RateLimit).
+
+        When the provider's client exists with other settings, it is rebuilt
+        with these if it is idle (nothing in flight or waiting): the old client
+        is closed, so ask the manager again wherever you kept it. A busy client
+        is not rebuilt: ConfigurationError says so and how to go on.
+        """
         if rate_limit_config is not None:
             kw["rate_limit"] = rate_limit_config
-        return self.get_client(provider, **kw)
+        return self._client(_name(provider, self.settings), kw, rebuild=True)
+
+    def _client(self, name: str, overrides: dict[str, Any], *, rebuild: bool) -> LLMClient:
+        from llmkit.client import LLMClient
+
+        replaced = None
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError("This manager was closed: call get_llm_manager() for a new one.")
+            client = self._clients.get(name)
+            if client is not None and overrides and overrides != self._overrides.get(name):
+                _check_replaceable(name, client, rebuild)
+                replaced, client = client, None
+            if client is None:
+                client = LLMClient(name, settings=self.settings, **overrides)
+                self._clients[name] = client
+                self._overrides[name] = overrides
+        if replaced is not None:
+            replaced.close()
+        return client
 
     def get_status(self, provider: LLMProvider | str | None = None) -> dict[str, Any]:
-        """Pool status of a provider's client (total/available/in-use clients, per-key)."""
-        return self.get_client(provider).status()
+        """Pool status of a provider's client (total/available/in-use clients, per-key).
+
+        It creates no client: a provider not used yet is described by a client
+        built from the settings for the purpose and closed again, so a later
+        ``get_or_create_client(...)`` is free to choose its configuration.
+        """
+        from llmkit.client import LLMClient
+
+        name = _name(provider, self.settings)
+        with self._lock:
+            client = self._clients.get(name)
+        if client is not None:
+            return client.status()
+        with LLMClient(name, settings=self.settings) as probe:
+            return probe.status()
 
     def close_client(self, provider: LLMProvider | str) -> None:
         name = canonical_name(str(provider))
@@ -127,17 +165,61 @@ class LLMManager:
         self.close()
 
 
+def _check_replaceable(name: str, client: LLMClient, rebuild: bool) -> None:
+    """ConfigurationError unless ``client`` may be rebuilt with other settings now."""
+    if not rebuild:
+        raise ConfigurationError(
+            f"The {name} client already exists with other settings: use "
+            "manager.get_or_create_client(...) to rebuild it with these, close it first "
+            "(manager.close_client(...)), or build an LLMClient of your own.")
+    status = client.status()
+    busy = status.get("in_use_clients", 0) + status.get("waiting_requests", 0)
+    if busy:
+        raise ConfigurationError(
+            f"The {name} client has {_count(busy, 'request')} in flight or waiting, so it is not "
+            "rebuilt with the new settings: call again once they finish, close it first "
+            "(manager.close_client(...)), or build an LLMClient of your own.")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+async def _async_twin(manager: LLMManager) -> AsyncLLMManager:
+    from llmkit.aio import AsyncLLMManager  # llmkit.aio imports this module: loaded on first await
+
+    return AsyncLLMManager(manager)
+
+
 _manager: LLMManager | None = None
 _manager_lock = threading.Lock()
 
 
+_manager_kwargs: dict[str, Any] = {}
+
+
 def get_llm_manager(**kwargs: Any) -> LLMManager:
-    """The process-wide manager, built from settings on first call."""
-    global _manager
+    """The process-wide manager, built on first call (``settings=``, ``config_path=``).
+
+    Later calls return the same manager; asking for it with other arguments
+    than it was built with is a ConfigurationError (``reset_llm_manager()``
+    first, or build an ``LLMManager(...)`` of your own). ``await
+    get_llm_manager()`` gives its async twin (see :meth:`LLMManager.__await__`).
+    """
+    global _manager, _manager_kwargs
     with _manager_lock:
         if _manager is None or _manager._closed:
-            _manager = LLMManager(**kwargs)
+            _manager, _manager_kwargs = LLMManager(**kwargs), dict(kwargs)
+        elif kwargs and kwargs != _manager_kwargs:
+            raise ConfigurationError(
+                f"The llmkit manager already exists (built with {_described(_manager_kwargs)}), "
+                f"so {_described(kwargs)} would be ignored: call reset_llm_manager() first to "
+                "build it anew, or build an LLMManager(...) of your own.")
         return _manager
+
+
+def _described(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{name}=..." for name in sorted(kwargs)) or "no arguments"
 
 
 def reset_llm_manager() -> None:

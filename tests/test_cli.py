@@ -168,7 +168,7 @@ def test_status_json_never_shows_keys(runs: dict[str, Run]) -> None:
     status = json.loads(result.stdout)
     assert status["provider"] == "openai" and status["total_clients"] == 2
     assert [s["state"] for s in status["client_statuses"]] == ["healthy", "healthy"]
-    assert "sk-status" not in result.stdout
+    assert "sk-status" not in result.stdout and status["config_file"] is None
 
 
 def test_status_table() -> None:
@@ -194,7 +194,7 @@ def test_chat_through_stdin(runs: dict[str, Run]) -> None:
     assert "assistant> Hello! This is a test message" in out
     assert "assistant> My name is Alice" in out
     assert "2 keys, 2 available" in out
-    assert "stress: 5/5 succeeded" in out and "latency mean" in out
+    assert "stress: 5/5 succeeded" in out and "latency (queueing included) mean" in out
     assert "never read" not in out and out.rstrip().endswith("bye")
 
 
@@ -303,3 +303,100 @@ def test_goodput_arithmetic() -> None:
     # 4 keys x 20/s = 80/s; the full buckets hold 80: 300 requests need (300 - 80) / 80 s.
     assert ideal_seconds(limits, 4, {"by_status": {200: 300}}) == pytest.approx(2.75)
     assert ideal_seconds(limits, 4, {"by_status": {200: 50}}) == 0.0
+
+
+# --- a newcomer's stumbles: pipes, bad arguments, messages, Ctrl-C, progress -------------------
+
+
+def _cli_command(*args: str) -> str:
+    return " ".join([sys.executable, "-m", "llmkit.cli", *args])
+
+
+def test_piping_into_head_ends_quietly() -> None:
+    status_env = clean_env(OPENAI_API_KEYS="sk-test-pipe-key-aaaaaaaa,sk-test-pipe-key-bbbbbbbb")
+    for command, env, lines in (
+        (_cli_command("status", "--json") + " | head -1", status_env, 1),
+        (_cli_command("demo", "--requests", "40", "--no-progress") + " | head -2", clean_env(), 2),
+    ):
+        result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, env=env, cwd=ROOT,
+                                timeout=60)  # fmt: skip
+        assert len(result.stdout.splitlines()) == lines, result
+        assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_a_pipe_closed_before_the_first_write_exits_141_without_a_traceback() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before llmkit writes a byte
+    env = clean_env(OPENAI_API_KEYS="sk-test-pipe-key-aaaaaaaa")
+    try:
+        result = subprocess.run([sys.executable, "-m", "llmkit.cli", "status", "--json"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, timeout=60)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
+def test_out_of_range_arguments_exit_2(capsys) -> None:
+    from llmkit.cli import main
+
+    for argv, message in ((["complete", "hi", "--temperature", "7"], "give a number from 0 to 2"),
+                          (["complete", "hi", "--max-tokens", "0"], "at least 1"),
+                          (["complete", "hi", "--timeout", "0"], "more than 0"),
+                          (["chat", "--fake", "--keys", "x"], "'x' is not a whole number")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_missing_key_and_provider_messages_speak_cli(runs: dict[str, Run], monkeypatch, capsys) -> None:
+    from llmkit.cli import main
+
+    text = runs["missing_key"].result().stderr
+    assert "export ANTHROPIC_API_KEY=..." in text and "llmkit chat --fake" in text
+    assert "api_keys=[" not in text and "provider='" not in text
+    for var in KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(ROOT / "tests")  # no config/llm.yaml here
+    assert main(["complete", "hi"]) == 2
+    text = capsys.readouterr().err
+    assert "give --provider NAME" in text and "llmkit demo" in text and "provider='" not in text
+
+
+def test_bench_help_and_the_429_share_of_what_was_sent(capsys) -> None:
+    from llmkit.cli import main
+    from llmkit.cli.bench import Outcome, report, scenarios
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "Anthropic-style input and output tokens/min bind" in " ".join(capsys.readouterr().out.split())
+    outcome = Outcome("raw SDK", 352, 48, 10.0, server_429=148, capacity_used=0.5, server_requests=548)
+    text = report(scenarios()["requests"], [outcome], requests=400, threads=16, keys=4)
+    assert "27.0%" in text and "147" not in text
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_stress_returns_to_the_prompt() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmkit.cli", "chat", "--fake", "--keys", "1", "--rpm", "120"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+        cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write("stress 500\nhello\nquit\n")
+        process.stdin.flush()
+        seen = []
+        for line in process.stdout:  # progress arrives while the stress runs
+            seen.append(line)
+            if line.startswith("stress: ") and " done, " in line:
+                break
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "interrupted: " in out and "not sent (cancelled)" in out
+    assert "assistant> Hello! This is a test message" in out and out.rstrip().endswith("bye")

@@ -103,7 +103,7 @@ def test_defaults() -> None:
     settings = Settings()
     assert settings.providers == {} and settings.source is None
     assert settings.global_ == GlobalSettings()
-    assert settings.global_.log_level == "INFO" and settings.default_provider() is None
+    assert settings.global_.log_level is None and settings.default_provider() is None
 
 
 def test_every_field_is_described() -> None:
@@ -363,7 +363,7 @@ def test_load_seed_yaml(tmp_path: Path) -> None:
     path = write(tmp_path, SEED_YAML)
     settings = load_settings(path, environ={})
     assert settings.source == str(path)
-    assert settings.global_ == GlobalSettings(default_provider="anthropic")
+    assert settings.global_ == GlobalSettings(default_provider="anthropic", log_level="INFO")
     anthropic = settings.provider("anthropic")
     assert anthropic.key_values() == ["key-1", "key-2"] == settings.api_keys("anthropic")
     assert anthropic.default_model == "claude-3-5-haiku-20241022"
@@ -539,7 +539,8 @@ def test_missing_key_message() -> None:
     assert missing_key_message("anthropic") == (
         "No API key for anthropic: set ANTHROPIC_API_KEY (or ANTHROPIC_API_KEYS=key1,key2 "
         "for a pool), pass api_keys=[...] to LLMClient, or list them under "
-        "providers.anthropic.api_keys in the YAML file named by LLM_CONFIG_PATH."
+        "providers.anthropic.api_keys in the YAML file (config/llm.yaml or the file named by "
+        "LLM_CONFIG_PATH)."
     )
     google = missing_key_message("gemini")
     assert "GOOGLE_API_KEY or GEMINI_API_KEY" in google and "GOOGLE_API_KEYS=" in google

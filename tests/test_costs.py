@@ -66,14 +66,15 @@ def test_unknown_models_have_no_price(model: str) -> None:
     assert table.cost(model, Usage(100, 100)) is None
 
 
-def test_unknown_model_is_logged_once_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_model_is_warned_about_once(caplog: pytest.LogCaptureFixture) -> None:
     table = PriceTable()
     with caplog.at_level(logging.DEBUG, logger="llmkit.costs"):
         for _ in range(3):
-            table.cost("mystery-model", Usage(1, 1))
-    messages = [r for r in caplog.records if "mystery-model" in r.getMessage()]
+            table.cost("mystery-model-of-test-costs", Usage(1, 1))
+        PriceTable().cost("mystery-model-of-test-costs", Usage(1, 1))  # once per process, not per table
+    messages = [r for r in caplog.records if "mystery-model-of-test-costs" in r.getMessage()]
     assert len(messages) == 1
-    assert messages[0].levelno == logging.DEBUG
+    assert messages[0].levelno == logging.WARNING and "Response.cost is None" in messages[0].getMessage()
 
 
 def test_overrides_win_and_match_by_prefix() -> None:
@@ -303,8 +304,8 @@ def test_unknown_price_with_a_budget_is_refused_or_allowed(caplog: pytest.LogCap
         response = lenient(a_request(model="my-model"), send)
         lenient(a_request(model="my-model"), send)
     assert response.cost is None and len(sent) == 2
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "my-model" in r.getMessage()]
-    assert len(warnings) == 1  # one warning per model, however many calls
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "max_cost" in r.getMessage()]
+    assert len(warnings) == 1 and "'my-model'" in warnings[0].getMessage()  # once per model
     assert lenient.tracker.snapshot()["unpriced_requests"] == 2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import BaseModel
 
@@ -39,7 +41,7 @@ def test_default_cycle_callables_and_exceptions() -> None:
     with pytest.raises(RateLimitError):
         failing.complete("x")
     given = Response("as is", "m", "p")
-    assert MockLLMClient([given]).complete("x") is given
+    assert MockLLMClient([given]).complete("x") == given  # an awaitable copy: see the await tests
 
 
 def test_structured_replies_from_json_or_models() -> None:
@@ -84,3 +86,52 @@ def test_stream_submit_map_status_and_close() -> None:
     with pytest.raises(PoolClosedError):
         mock.complete("x")
     assert isinstance(mock.submit("x").exception(), PoolClosedError)
+
+
+# --- the spec's await style, and the async twin ------------------------------------------
+
+
+def test_the_spec_imports_and_awaits_the_mock() -> None:
+    import asyncio
+
+    from llmkit.testing import MockLLMClient as Exported
+
+    assert Exported is MockLLMClient
+    mock_client = Exported(responses=["Response 1", "Response 2"])
+    messages = [Message(MessageRole.USER, "Hi")]
+
+    async def main() -> tuple[Response, Response]:
+        return await mock_client.complete(messages), await mock_client.complete(messages)
+
+    first, second = asyncio.run(main())
+    assert (first.content, second.content) == ("Response 1", "Response 2")
+    assert type(first) is Response  # awaiting gives a plain Response
+
+
+def test_sync_results_still_behave_as_responses() -> None:
+    scripted = Response("scripted", "mock-model", "mock", "stop")
+    result = MockLLMClient([scripted]).complete("x")
+    assert isinstance(result, Response) and result == scripted and scripted == result
+    assert repr(result) == repr(scripted) and hash(result) == hash(scripted)
+    assert result.content == "scripted" and str(result) == "scripted"
+
+
+def test_async_twin_has_the_async_clients_shape() -> None:
+    import asyncio
+
+    from llmkit.testing import AsyncMockLLMClient
+
+    async def main() -> tuple[Any, ...]:
+        async with AsyncMockLLMClient(["one two", '{"name": "Paris", "population": 2}', "three"]) as mock:
+            streamed = [text async for text in mock.stream("s")]
+            city = await mock.complete("c", response_model=City)
+            task = mock.submit("t")
+            third = await task
+            return streamed, city, third, mock
+
+    streamed, city, third, mock = asyncio.run(main())
+    assert streamed == ["one ", "two"] and city == City(name="Paris", population=2)
+    assert type(third) is Response and third.content == "three"
+    assert len(mock.calls) == 3 and mock.status()["available_clients"] == 0
+    with pytest.raises(PoolClosedError):
+        mock.sync_client.complete("after close")

@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from llmkit.cli._common import EXIT_CODES_HELP, EXIT_INTERRUPTED, describe_error, err, exit_code_for
+from llmkit.cli._common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    describe_error,
+    err,
+    exit_code_for,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -63,7 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()
         return code
+    except BrokenPipeError:
+        return _pipe_closed()
     except KeyboardInterrupt:
         err("llmkit: interrupted")
         return EXIT_INTERRUPTED
@@ -71,5 +82,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_code_for(exc)  # re-raises what is not ours: a bug deserves a traceback
         err(describe_error(exc))
         return code
-    finally:
-        sys.stdout.flush()
+
+
+def _pipe_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as shell tools do.
+
+    stdout is pointed at /dev/null so that the interpreter's last flush at exit
+    does not print a second BrokenPipeError.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return EXIT_BROKEN_PIPE

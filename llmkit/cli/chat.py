@@ -5,7 +5,8 @@ earlier turns. Commands:
 
   hello       send a test message (outside the conversation)
   status      show the key pool
-  stress N    send N requests at once; report successes, latency, throughput
+  stress N    send N requests at once; progress every 2 s, then successes, latency
+              (queueing included) and throughput; Ctrl-C stops it
   reset       forget the conversation
   help        this list
   quit        leave (so does exit, or end of input: Ctrl-D)
@@ -17,13 +18,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, wait
 from typing import TYPE_CHECKING, Any
 
-from llmkit.cli._common import CLIError, add_client_options, client_from_args, fake_keys, plain, status_table
+from llmkit.cli._common import (
+    CLIError,
+    add_client_options,
+    client_from_args,
+    fake_keys,
+    number,
+    plain,
+    plural,
+    status_table,
+)
 
 if TYPE_CHECKING:
     from llmkit.client import LLMClient
@@ -47,8 +60,9 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="talk to a FakeLLMServer started for the session (no key, no network)",
     )
-    p.add_argument("--keys", type=int, default=2, help="fake keys with --fake (default 2)")
-    p.add_argument("--rpm", type=int, default=600, help="requests/min per fake key with --fake (default 600)")
+    p.add_argument("--keys", type=number(int, 1), default=2, help="fake keys with --fake (default 2)")
+    p.add_argument("--rpm", type=number(int, 1), default=600,
+                   help="requests/min per fake key with --fake (default 600)")
     p.set_defaults(handler=main)
 
 
@@ -75,7 +89,7 @@ def _client(args: argparse.Namespace) -> Iterator[LLMClient]:
             rate_limit=RateLimit(requests_per_minute=args.rpm, burst_seconds=1),
             settings=Settings(),
         ) as client:
-            print(f"(fake {provider} server at {url}: {args.keys} keys x {args.rpm} requests/min)")
+            print(f"(fake {provider} server at {url}: {plural(args.keys, 'key')} x {args.rpm} requests/min)")
             yield client
 
 
@@ -90,28 +104,75 @@ def _lines(interactive: bool) -> Iterator[str]:
         yield line.strip()
 
 
-def stress(client: LLMClient, count: int) -> str:
-    """Send ``count`` requests at once through the pool; one line of results."""
-    started = time.monotonic()
-    futures = [client.submit(f"Stress test message {i + 1} of {count}: reply briefly.") for i in range(count)]
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    for future in futures:
-        try:
-            latencies.append(future.result().latency)
-        except Exception as exc:
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-    wall = time.monotonic() - started
-    rate = len(latencies) / wall if wall else 0.0
-    text = f"stress: {len(latencies)}/{count} succeeded in {wall:.2f} s ({rate:.1f} requests/s)"
-    if latencies:
-        text += (
-            f"; latency mean {statistics.fmean(latencies):.3f} s, "
-            f"p50 {statistics.median(latencies):.3f} s, max {max(latencies):.3f} s"
-        )
-    if errors:
-        text += "; errors: " + ", ".join(f"{n} x {name}" for name, n in errors.items())
-    return text
+class _StressRun:
+    """The requests of one ``stress N``: when each was submitted and finished, and how."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.latencies: list[float] = []  # submit to answer: time queued for capacity included
+        self.errors: dict[str, int] = {}
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def finished(self, submitted: float, future: Future[Any]) -> None:
+        """A future's done callback (runs in a worker thread)."""
+        if future.cancelled():
+            return
+        error = future.exception()
+        with self._lock:
+            if error is None:
+                self.latencies.append(time.monotonic() - submitted)
+            else:
+                self.errors[type(error).__name__] = self.errors.get(type(error).__name__, 0) + 1
+
+    @property
+    def done(self) -> int:
+        return len(self.latencies) + sum(self.errors.values())
+
+    def progress(self) -> str:
+        wall = time.monotonic() - self.started
+        return (f"stress: {self.done}/{self.count} done, {sum(self.errors.values())} failed, "
+                f"{wall:.0f} s ...")  # fmt: skip
+
+    def summary(self, interrupted: bool = False) -> str:
+        wall = time.monotonic() - self.started
+        rate = len(self.latencies) / wall if wall else 0.0
+        verb = "interrupted:" if interrupted else "stress:"
+        text = (f"{verb} {len(self.latencies)}/{self.count} succeeded in {wall:.2f} s "
+                f"({rate:.1f} requests/s)")  # fmt: skip
+        if self.latencies:
+            text += (
+                f"; latency (queueing included) mean {statistics.fmean(self.latencies):.3f} s, "
+                f"p50 {statistics.median(self.latencies):.3f} s, max {max(self.latencies):.3f} s"
+            )
+        if self.errors:
+            text += "; errors: " + ", ".join(f"{n} x {name}" for name, n in self.errors.items())
+        return text
+
+
+def stress(client: LLMClient, count: int, every: float = 2.0) -> str:
+    """Send ``count`` requests at once through the pool; a progress line every ``every`` seconds.
+
+    Ctrl-C stops it: requests not sent yet are cancelled, and the summary
+    covers what finished (the chat goes on).
+    """
+    run = _StressRun(count)
+    futures: list[Future[Any]] = []
+    try:
+        for i in range(count):
+            future = client.submit(f"Stress test message {i + 1} of {count}: reply briefly.")
+            future.add_done_callback(functools.partial(run.finished, time.monotonic()))
+            futures.append(future)
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=every)
+            if pending:
+                print(run.progress(), flush=True)
+    except KeyboardInterrupt:
+        cancelled = sum(1 for f in futures if f.cancel())
+        text = run.summary(interrupted=True)
+        return text + f"; {cancelled} not sent (cancelled), the rest finish in the background"
+    return run.summary()
 
 
 def _handle(line: str, client: LLMClient, session: Any) -> bool:
@@ -141,6 +202,8 @@ def _handle(line: str, client: LLMClient, session: Any) -> bool:
             print(f"assistant> {r.content}\n({_about(r)})")
     except LLMError as exc:
         print(f"error: {type(exc).__name__}: {exc}")
+    except KeyboardInterrupt:
+        print("(interrupted; type quit to leave)")
     sys.stdout.flush()
     return True
 
@@ -159,7 +222,7 @@ def main(args: argparse.Namespace) -> int:
         session = Session(args.system, client=client)
         keys = client.status()["total_clients"]
         print(
-            f"llmkit chat: {client.provider}, model {client.model}, {keys} keys. "
+            f"llmkit chat: {client.provider}, model {client.model}, {plural(keys, 'key')}. "
             "Type a message, or help, hello, status, stress N, quit.",
             flush=True,
         )

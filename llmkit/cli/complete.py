@@ -15,6 +15,7 @@ from llmkit.cli._common import (
     CLIError,
     add_client_options,
     client_from_args,
+    number,
     plain,
     print_json,
     response_dict,
@@ -34,8 +35,8 @@ def add_parser(sub: Any) -> None:
     add_client_options(p)
     add = p.add_argument
     add("--system", help="a system prompt")
-    add("--temperature", type=float, help="sampling temperature, 0 to 2")
-    add("--max-tokens", type=int, help="most tokens in the answer")
+    add("--temperature", type=number(float, 0, 2), help="sampling temperature, 0 to 2")
+    add("--max-tokens", type=number(int, 1), help="most tokens in the answer (>= 1)")
     add("--stream", action="store_true", help="print the answer as it arrives")
     add(
         "--json",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from llmkit.cli._common import CLIError, fake_keys, kv_table, plain
+from llmkit.cli._common import CLIError, fake_keys, kv_table, plain, plural
 
 __all__ = ["add_parser", "main"]
 
@@ -95,7 +95,7 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
     with serving as server:
         url = server.openai_base_url if args.provider == "openai" else server.anthropic_base_url
         print(
-            f"fake {args.provider} server at {url}: {args.keys} keys x {args.rps:g} requests/s "
+            f"fake {args.provider} server at {url}: {plural(args.keys, 'key')} x {args.rps:g} requests/s "
             f"(burst {args.burst_seconds:g} s), latency {args.latency:g} s",
             flush=True,
         )
@@ -139,8 +139,8 @@ def summary(args: argparse.Namespace, run: DemoRun) -> str:
         ["wall time", f"{run.wall:.2f} s (ideal at the limit: {ideal:.2f} s)"],
         [
             "throughput",
-            f"{run.ok / run.wall:.1f} requests/s (limit {args.keys * args.rps:g}/s = {args.keys} "
-            f"keys x {args.rps:g}/s, after a burst of {burst:g})",
+            f"{run.ok / run.wall:.1f} requests/s (limit {args.keys * args.rps:g}/s = "
+            f"{plural(args.keys, 'key')} x {args.rps:g}/s, after a burst of {burst:g})",
         ],
         ["capacity used", f"{100 * ideal / run.wall:.1f}%" if run.wall else "-"],
         ["429s from the server", run.server_stats["by_status"].get(429, 0)],

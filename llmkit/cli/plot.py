@@ -44,7 +44,11 @@ def rates_per_key(
 
 
 def plot_rates(records: Sequence[Any], start: float, limit: float, path: str) -> None:
-    """Write a PNG of each key's request rate with the per-key ``limit`` as a dashed line."""
+    """Write a PNG of each key's request rate, one panel per key, with the per-key ``limit`` dashed.
+
+    The y axis fits the highest rate (the opening burst included), and each key
+    has its own panel so that no line hides another.
+    """
     require_matplotlib()
     import matplotlib
 
@@ -52,18 +56,31 @@ def plot_rates(records: Sequence[Any], start: float, limit: float, path: str) ->
     import matplotlib.pyplot as plt
 
     grid, series = rates_per_key(records, start)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for key, values in series.items():
-        ax.plot(grid, values, label=key, linewidth=1.2)
-    ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"limit per key ({limit:g}/s)")
-    rejected = [r.time - start for r in records if r.status == 429 and r.time >= start]
-    if rejected:
-        ax.plot(rejected, [limit] * len(rejected), "rx", label=f"429 ({len(rejected)})")
-    ax.set_xlabel("seconds since the batch started")
-    ax.set_ylabel("requests/s (1 s sliding window)")
-    ax.set_title("llmkit demo: requests per second per key")
-    ax.set_ylim(bottom=0, top=limit * 1.4)
-    ax.legend(loc="lower right", fontsize="small")
+    rows = max(1, len(series))
+    fig, axes = plt.subplots(rows, 1, figsize=(8, 1.2 + 1.6 * rows), sharex=True, sharey=True, squeeze=False)
+    peak = max([limit, *(max(values, default=0.0) for values in series.values())])
+    rejected = [r for r in records if r.status == 429 and r.time >= start]
+    for ax, (key, values) in zip(axes[:, 0], series.items() or [("no requests", [])]):
+        if values:
+            ax.plot(grid, values, linewidth=1.2, label=f"{key} requests/s")
+        ax.axhline(limit, color="black", linestyle="--", linewidth=1, label=f"limit per key ({limit:g}/s)")
+        _mark_rejections(ax, [r.time - start for r in rejected if _key_of(r) == key], limit)
+        ax.set_ylim(bottom=0, top=peak * 1.1)
+        ax.set_ylabel("req/s")
+        ax.legend(loc="upper right", fontsize="x-small")
+    axes[-1, 0].set_xlabel("seconds since the batch started (1 s sliding window)")
+    fig.suptitle("llmkit demo: requests per second, per key")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _key_of(record: Any) -> str:
+    from llmkit.redaction import fingerprint
+
+    return fingerprint(record.key) if record.key else ""
+
+
+def _mark_rejections(ax: Any, times: list[float], limit: float) -> None:
+    if times:
+        ax.plot(times, [limit] * len(times), "rx", label=f"429 ({len(times)})")

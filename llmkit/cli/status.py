@@ -34,5 +34,6 @@ def main(args: argparse.Namespace) -> int:
             print_json(status)
         else:
             print(f"model: {client.model}")
+            print(f"config file: {status.get('config_file') or 'none'}")
             print(status_table(status))
     return 0

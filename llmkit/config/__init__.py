@@ -3,11 +3,16 @@
 * :mod:`llmkit.config.models`: :class:`LLMConfig`, :class:`RateLimit` (alias
   ``RateLimitConfig``), :class:`RetryPolicy`, :class:`PoolConfig`, and the
   validation that turns pydantic's errors into safe :class:`~llmkit.errors.ConfigurationError`\\ s;
-* :mod:`llmkit.config.settings`: :class:`Settings` and where they come from
-  (:func:`load_settings`), the provider names, aliases and key variables.
+* :mod:`llmkit.config.settings`: :class:`Settings`, :func:`load_settings`, the
+  provider names, aliases and key variables (read off the adapters);
+* :mod:`llmkit.config.sources`: where settings come from (the YAML file, secret
+  files, the environment, through pydantic-settings), with the search order;
+* :mod:`llmkit.config.logging_setup`: what ``global.log_level`` and
+  ``global.enable_logging`` switch on.
 
 ``from llmkit.config import RateLimit`` loads the models only; the settings
-names (and PyYAML) are loaded on first access.
+names are loaded on first access, PyYAML and pydantic-settings only when
+settings are loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from llmkit.config.models import LLMConfig, PoolConfig, RateLimit, RateLimitConf
 
 if TYPE_CHECKING:
     from llmkit.config.settings import (
+        CONFIG_PATH_VAR,
+        DEFAULT_CONFIG_FILE,
         KEY_ENV_VARS,
         LOG_LEVELS,
         PROVIDER_ALIASES,
@@ -32,7 +39,8 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS", "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
+    "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS",
+    "PROVIDER_ALIASES", "GlobalSettings", "LLMConfig",
     "PoolConfig", "ProviderSettings", "RateLimit", "RateLimitConfig", "RetryPolicy", "Settings",
     "load_settings", "missing_key_message", "normalize_provider", "parse_key_list",
 ]  # fmt: skip

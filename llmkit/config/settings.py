@@ -1,37 +1,19 @@
-"""Settings and where they come from: the YAML file, the environment, the provider table.
+"""Settings: the objects read from the YAML file and the environment, and the provider names.
 
 * :class:`Settings` (with :class:`ProviderSettings` and :class:`GlobalSettings`):
-  everything read from the YAML file and the environment;
+  everything read from the YAML file, secret files and the environment;
 * the provider names, their aliases and their API-key variables
-  (:data:`KEY_ENV_VARS`, the one table of them), :func:`missing_key_message`;
-* :func:`load_settings`, which reads the file and the environment.
+  (:data:`KEY_ENV_VARS`), read off the adapters, and :func:`missing_key_message`;
+* :func:`load_settings`, which reads them (through pydantic-settings: see
+  :mod:`llmkit.config.sources`, imported only when settings are loaded).
 
 :mod:`llmkit.config` re-exports every public name here (on first access).
-
-Precedence, lowest first: the library's defaults, the YAML file, the
-environment. The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else none.
-It is read with ``yaml.safe_load`` only.
-
-Environment variables (empty ones count as unset):
-
-* ``OPENAI_API_KEY(S)``, ``ANTHROPIC_API_KEY(S)``, ``GROQ_API_KEY(S)``,
-  ``GOOGLE_API_KEY(S)`` and ``GEMINI_API_KEY(S)`` (both for google): the keys,
-  comma-separated; which one wins is in :data:`KEY_ENV_VARS`;
-* ``LLM_CONFIG_PATH``: the YAML file;
-* ``LLM_LOG_LEVEL``: DEBUG, INFO, WARNING, ERROR or CRITICAL, any case;
-* ``LLM_DEFAULT_PROVIDER``: a provider name or alias.
-
-Keys from the environment replace (not extend) the file's keys for that
-provider; the rest of the provider's section (models, rate_limits, ...) stays.
-
-pydantic-settings is deliberately not used: importing it costs 160-270 ms,
-more than the rest of llmkit; it cannot read an injected mapping (``environ=``)
-without private API; and its errors name fields rather than variables. The
-dozen variables above are read directly instead.
+``Settings()`` itself reads nothing: it is the library's defaults.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -48,91 +30,60 @@ from pydantic import (
     model_validator,
 )
 
+from llmkit.config.checks import base_url_problem, count_of
 from llmkit.config.models import (
     ConfigModel,
     LLMConfig,
     PoolConfig,
     RateLimit,
-    build,
-    closest,
-    evolve,
     safe_repr,
 )
 from llmkit.errors import ConfigurationError
+from llmkit.providers import normalize_provider
 
 __all__ = [
-    "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS", "PROVIDER_ALIASES", "GlobalSettings",
-    "ProviderSettings", "Settings", "load_settings", "missing_key_message",
-    "normalize_provider", "parse_key_list",
-]
+    "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS",
+    "PROVIDER_ALIASES", "GlobalSettings", "ProviderSettings", "Settings", "load_settings",
+    "missing_key_message", "normalize_provider", "parse_key_list",
+]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "google", "groq", "local")
-"""The canonical provider names; the first four are tried in order for a default."""
+def _derived_tables() -> tuple[tuple[str, ...], Mapping[str, str], Mapping[str, tuple[str, ...]]]:
+    """PROVIDERS, PROVIDER_ALIASES and KEY_ENV_VARS, read off the adapters (llmkit.providers)."""
+    from llmkit.providers import adapters
 
-PROVIDER_ALIASES: Mapping[str, str] = MappingProxyType({
-    "claude": "anthropic",
-    "gemini": "google",
-    "ollama": "local",
-    "vllm": "local",
-    "llamacpp": "local",
-    "llama.cpp": "local",
-    "lmstudio": "local",
-})
-"""Other accepted names (YAML sections, arguments, LLM_DEFAULT_PROVIDER)."""
+    found = adapters()
+    aliases = {alias: a.name for a in found for alias in a.aliases}
+    return (tuple(a.name for a in found), MappingProxyType(aliases),
+            MappingProxyType({a.name: tuple(a.key_env_vars) for a in found}))
 
-KEY_ENV_VARS: Mapping[str, tuple[str, ...]] = MappingProxyType({
-    "openai": ("OPENAI_API_KEYS", "OPENAI_API_KEY"),
-    "anthropic": ("ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY"),
-    "google": ("GOOGLE_API_KEYS", "GEMINI_API_KEYS", "GOOGLE_API_KEY", "GEMINI_API_KEY"),
-    "groq": ("GROQ_API_KEYS", "GROQ_API_KEY"),
-    "local": (),
-})
-"""Environment variables holding each provider's API keys, in precedence order.
 
-The first variable that yields at least one key wins and the rest are ignored:
-a pool variable ``*_API_KEYS`` beats a single ``*_API_KEY``, so a stray
-``OPENAI_API_KEY`` exported for other tools never joins an explicit pool. Any
-of them may hold a comma-separated list. ``local`` needs no key.
+PROVIDERS, PROVIDER_ALIASES, KEY_ENV_VARS = _derived_tables()
+"""``PROVIDERS``: the canonical provider names, in the order a default provider is looked for.
+
+``PROVIDER_ALIASES``: other accepted names (YAML sections, arguments,
+LLM_DEFAULT_PROVIDER) and the provider each names.
+
+``KEY_ENV_VARS``: the environment variables holding each provider's API keys,
+in precedence order. The first variable that yields at least one key wins and
+the rest are ignored: a pool variable ``*_API_KEYS`` beats a single
+``*_API_KEY``, so a stray ``OPENAI_API_KEY`` exported for other tools never
+joins an explicit pool. Any of them may hold a comma-separated list. ``local``
+needs no key. All three are read off the adapters' class attributes (``name``,
+``aliases``, ``key_env_vars``), the one place they are declared.
 """
 
 LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-_CONFIG_PATH_VAR = "LLM_CONFIG_PATH"
-_LOG_LEVEL_VAR = "LLM_LOG_LEVEL"
-_DEFAULT_PROVIDER_VAR = "LLM_DEFAULT_PROVIDER"
+CONFIG_PATH_VAR = "LLM_CONFIG_PATH"
+DEFAULT_CONFIG_FILE = os.path.join("config", "llm.yaml")
+"""The spec's location of the YAML file, relative to the working directory."""
 
 
 # --- names ---------------------------------------------------------------------
-
-
-def _known_providers() -> str:
-    aliases: dict[str, list[str]] = {}
-    for alias, name in PROVIDER_ALIASES.items():
-        aliases.setdefault(name, []).append(alias)
-    return ", ".join(
-        f"{name} (alias {', '.join(aliases[name])})" if name in aliases else name
-        for name in PROVIDERS
-    )
-
-
-def normalize_provider(name: object) -> str:
-    """Return the canonical provider name for ``name`` (a str or a str enum member).
-
-    Case and surrounding spaces are ignored; aliases map to their provider
-    ("gemini" -> "google", "ollama" -> "local"). An unknown name raises
-    ConfigurationError listing the known ones.
-    """
-    raw = getattr(name, "value", name)
-    key = raw.strip().lower() if isinstance(raw, str) else ""
-    if key in PROVIDERS:
-        return key
-    if key in PROVIDER_ALIASES:
-        return PROVIDER_ALIASES[key]
-    raise ConfigurationError(
-        f"Unknown provider {safe_repr(raw)}. Known providers: {_known_providers()}."
-        + closest(key, [*PROVIDERS, *PROVIDER_ALIASES])
-    )
 
 
 def parse_key_list(value: str) -> list[str]:
@@ -162,7 +113,7 @@ def missing_key_message(provider: object) -> str:
     return (
         f"No API key for {name}: set {singles} (or {pool}=key1,key2 for a pool), "
         f"pass api_keys=[...] to LLMClient, or list them under providers.{name}.api_keys "
-        f"in the YAML file named by {_CONFIG_PATH_VAR}."
+        f"in the YAML file ({DEFAULT_CONFIG_FILE} or the file named by {CONFIG_PATH_VAR})."
     )
 
 
@@ -224,8 +175,9 @@ class ProviderSettings(ConfigModel, init=False):
     @field_validator("base_url")
     @classmethod
     def _check_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.strip().startswith(("http://", "https://")):
-            raise ValueError(f"base_url {safe_repr(url)} must start with http:// or https://")
+        problem = None if url is None else base_url_problem(url)
+        if problem is not None:
+            raise ValueError(f"base_url {problem}")
         return url.strip() if url is not None else None
 
     @model_validator(mode="after")
@@ -233,7 +185,8 @@ class ProviderSettings(ConfigModel, init=False):
         n_limits, n_keys = len(self.rate_limits), len(self.api_keys)
         if n_keys and n_limits not in (0, 1, n_keys):
             raise ValueError(
-                f"rate_limits has {n_limits} entries but there are {n_keys} API keys: give "
+                f"rate_limits has {count_of(n_limits, 'entry', 'entries')} but there are "
+                f"{count_of(n_keys, 'API key')}: give "
                 f"one entry for all keys, or exactly {n_keys}, one per key in key order")
         return self
 
@@ -259,7 +212,7 @@ class ProviderSettings(ConfigModel, init=False):
         if index < len(self.rate_limits):
             return self.rate_limits[index]
         raise ConfigurationError(
-            f"rate_limits has {len(self.rate_limits)} entries, one per key, but key "
+            f"rate_limits has {count_of(len(self.rate_limits), 'entry', 'entries')}, one per key, but key "
             f"#{index + 1} has none: give one entry for all keys, or one per key")
 
 
@@ -270,11 +223,12 @@ class GlobalSettings(ConfigModel, init=False):
         default=None, description="Provider used when none is named (a name or alias). None: the "
         "first of openai, anthropic, google, groq that has keys, else local if configured.")
     enable_logging: bool = Field(
-        default=True, description="Log each request through the 'llmkit' loggers (keys never "
-        "appear). False: no request logging.")
-    log_level: str = Field(
-        default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL, any case "
-        "(LLM_LOG_LEVEL overrides it).")
+        default=True, description="Log one line per request (key fingerprint, model, latency, "
+        "tokens, attempts; never a key) through the 'llmkit' loggers. False: no request lines.")
+    log_level: str | None = Field(
+        default=None, description="DEBUG, INFO, WARNING, ERROR or CRITICAL, any case (LLM_LOG_LEVEL "
+        "overrides it): the level of the 'llmkit' logger, and a stderr handler when the program "
+        "has set up no logging. None: llmkit leaves logging to the program (docs/configuration.md).")
     metrics_enabled: bool = Field(
         default=True, description="Collect usage, latency and cost metrics. False: collect none.")
 
@@ -288,7 +242,9 @@ class GlobalSettings(ConfigModel, init=False):
 
     @field_validator("log_level")
     @classmethod
-    def _known_level(cls, level: str) -> str:
+    def _known_level(cls, level: str | None) -> str | None:
+        if level is None:
+            return None
         if level.strip().upper() not in LOG_LEVELS:
             raise ValueError(f"{level!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
         return level.strip().upper()
@@ -344,122 +300,39 @@ class Settings(ConfigModel, init=False):
         return self.provider(name).key_values()
 
     def default_provider(self) -> str | None:
-        """global.default_provider, else the first of openai, anthropic, google, groq
-        that has keys, else local if it has a section, else None."""
+        """global.default_provider, else the first provider in :data:`PROVIDERS` order
+        (openai, anthropic, google, groq) that has keys, else the first keyless one
+        (local) that has a section, else None."""
+        from llmkit.providers import provider_class
+
         if self.global_.default_provider:
             return self.global_.default_provider
-        for name in PROVIDERS[:4]:
-            if self.provider(name).api_keys:
+        keyless = [name for name in PROVIDERS if not provider_class(name).requires_key]
+        for name in PROVIDERS:
+            if name not in keyless and self.provider(name).api_keys:
                 return name
-        return "local" if "local" in self.providers else None
+        return next((name for name in keyless if name in self.providers), None)
 
 
-# --- loading: the YAML file, then the environment --------------------------------
+# --- loading ------------------------------------------------------------------------
 
 
 def load_settings(
     config_path: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    secrets_dir: str | os.PathLike[str] | None = None,
 ) -> Settings:
-    """Read the settings: the YAML file, then the environment over it.
+    """Read the settings: the YAML file, secret files over it, the environment over both.
 
-    The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else there is none.
-    ``environ`` defaults to ``os.environ`` (tests pass a dict). Every problem
-    raises ConfigurationError naming the file or variable at fault.
+    The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else
+    ``config/llm.yaml`` in the working directory if it exists, else none.
+    ``environ`` defaults to ``os.environ`` (tests pass a dict). Secret files
+    (one file per variable, named like it: Docker and Kubernetes secrets) are
+    read from ``secrets_dir``, else ``$LLM_SECRETS_DIR``, else ``/run/secrets``
+    when reading the process environment. Every problem raises
+    ConfigurationError naming the file or variable at fault, never a key.
     """
-    env: Mapping[str, str] = os.environ if environ is None else environ
-    found = _config_file(config_path, env)
-    settings = _read_file(*found) if found else Settings()
-    return _apply_environment(settings, env)
+    from llmkit.config.sources import collect
 
-
-def _config_file(config_path: Any, env: Mapping[str, str]) -> tuple[str, str] | None:
-    """The file to read and what named it, or None."""
-    if config_path is not None and os.fspath(config_path) != "":
-        return os.path.expanduser(os.fspath(config_path)), "passed as config_path"
-    named = env.get(_CONFIG_PATH_VAR, "").strip()
-    if named:
-        return os.path.expanduser(named), f"named by {_CONFIG_PATH_VAR}"
-    return None
-
-
-def _read_file(path: str, origin: str) -> Settings:
-    data = _read_yaml(path, origin)
-    if data is None:
-        data = {}  # an empty file
-    if not isinstance(data, Mapping):
-        raise ConfigurationError(
-            f"Config file {path!r} ({origin}) must hold a mapping with the sections "
-            f"global, providers and pool; it holds a {type(data).__name__}.")
-    return build(Settings, {**data, "source": path}, where=f"settings in config file {path!r}")
-
-
-def _read_yaml(path: str, origin: str) -> Any:
-    import yaml  # imported here: only loading needs it
-
-    try:
-        with open(path, "rb") as stream:
-            return yaml.safe_load(stream)  # never yaml.load: no arbitrary objects
-    except FileNotFoundError:
-        fix = "fix the path" + (f" or unset {_CONFIG_PATH_VAR}" if _CONFIG_PATH_VAR in origin else "")
-        raise ConfigurationError(
-            f"Config file {path!r} ({origin}) does not exist: {fix}.") from None
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot read config file {path!r} ({origin}): {exc.strerror or exc}.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(
-            f"Config file {path!r} ({origin}) is not valid YAML: {_yaml_problem(exc)}"
-        ) from None
-
-
-def _yaml_problem(exc: Exception) -> str:
-    """Where and what, without the snippet of the file (which may hold a key)."""
-    import yaml
-
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(exc, "problem", None) or type(exc).__name__
-    context = getattr(exc, "context", None)
-    text = f"{where}{problem}" + (f" ({context})" if context else "")
-    if isinstance(exc, yaml.constructor.ConstructorError):
-        text += (". Only plain YAML is read (yaml.safe_load): tags such as "
-                 "!!python/object are refused")
-    return text + "."
-
-
-def _env_keys(env: Mapping[str, str], provider: str) -> tuple[str, list[str]] | None:
-    """The first of the provider's key variables that holds a key, and its keys."""
-    for variable in KEY_ENV_VARS[provider]:
-        keys = parse_key_list(env.get(variable, ""))
-        if keys:
-            return variable, keys
-    return None
-
-
-def _apply_environment(settings: Settings, env: Mapping[str, str]) -> Settings:
-    providers = dict(settings.providers)
-    for name in KEY_ENV_VARS:
-        found = _env_keys(env, name)
-        if found is None:
-            continue
-        variable, keys = found
-        where = f"providers.{name} with the API keys from {variable}"
-        if settings.source:
-            where += f" and config file {settings.source!r}"
-        providers[name] = evolve(settings.provider(name), {"api_keys": keys}, where=where)
-    overrides: dict[str, Any] = {}
-    level = env.get(_LOG_LEVEL_VAR, "").strip()
-    if level:
-        if level.upper() not in LOG_LEVELS:
-            raise ConfigurationError(
-                f"{_LOG_LEVEL_VAR}={safe_repr(level)} is not a log level: set it to one of "
-                f"{', '.join(LOG_LEVELS)} (any case), or unset it.")
-        overrides["log_level"] = level.upper()
-    default = env.get(_DEFAULT_PROVIDER_VAR, "").strip()
-    if default:
-        try:
-            overrides["default_provider"] = normalize_provider(default)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{_DEFAULT_PROVIDER_VAR}: {exc.message}") from None
-    return settings.new(global_=settings.global_.new(**overrides), providers=providers)
+    return collect(config_path, os.environ if environ is None else environ, secrets_dir)

@@ -26,6 +26,22 @@ logger.addHandler(logging.NullHandler())
 _PER_TOKEN = 1e-6  # prices are per million tokens
 _VERSION_SUFFIX = re.compile(r"(?:[-@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{3,4}|latest|v\d+(?:[.:]\d+)*))+")
 _MAX_RESOLVED = 4096
+_warned_unpriced: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_unpriced_once(model: str) -> None:
+    """Say once per process and model that its cost is unknown, and how to give a price."""
+    with _warned_lock:
+        if model in _warned_unpriced or len(_warned_unpriced) >= _MAX_RESOLVED:
+            return
+        _warned_unpriced.add(model)
+    logger.warning(
+        "No price is known for model %r: Response.cost is None and cost totals leave its calls out. "
+        "Give its price in USD per million tokens, e.g. LLMClient(prices={%r: {'input': 0.15, "
+        "'output': 0.6}}), or ignore this for a model that costs nothing (a local server).",
+        model, model,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +186,7 @@ class PriceTable:
             pass
         price = self._find(model)
         if price is None:
-            logger.debug("no price known for model %r: its cost is None", model)
+            _warn_unpriced_once(model)
         if len(self._resolved) < _MAX_RESOLVED:
             self._resolved[model] = price
         return price

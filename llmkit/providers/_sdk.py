@@ -23,7 +23,33 @@ from llmkit.errors import (
 from llmkit.providers._anthropic_reply import ERROR_STATUS
 from llmkit.providers._errors import error_for_status
 
-__all__ = ["map_sdk_error"]
+__all__ = ["endpoint_of", "map_sdk_error"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def endpoint_of(url: Any) -> str | None:
+    """``host:port`` of a URL (a string, httpx.URL or similar), the scheme's port when none is given."""
+    from urllib.parse import urlsplit
+
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}" if port else host
+
+
+def _endpoint(exc: BaseException) -> str:
+    """`` to host:port`` for an SDK error carrying its request, else ``""``."""
+    request = getattr(exc, "request", None)
+    where = endpoint_of(getattr(request, "url", None))
+    return f" to {where}" if where else ""
 
 
 def _error_message(exc: Any) -> str:
@@ -50,10 +76,11 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str,
     if isinstance(exc, sdk.APIStatusError):
         return _status_error(exc, provider, limit_state)
     if isinstance(exc, sdk.APITimeoutError):
-        return RequestTimeoutError("The request timed out", provider=provider)
+        return RequestTimeoutError(f"The request{_endpoint(exc)} timed out", provider=provider)
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc
-        return NetworkError(f"Connection failed: {type(cause).__name__}: {cause}", provider=provider)
+        return NetworkError(f"Connection{_endpoint(exc)} failed: {type(cause).__name__}: {cause}",
+                            provider=provider)  # fmt: skip
     transport = _transport_error(exc, provider)
     if transport is not None:
         return transport
@@ -115,6 +142,10 @@ def _transport_error(exc: BaseException, provider: str) -> LLMError | None:
     if not module.startswith(("httpx", "httpcore", "h11")):
         return None
     name = type(exc).__name__
+    try:
+        where = _endpoint(exc)  # httpx errors raise RuntimeError for .request when they have none
+    except RuntimeError:
+        where = ""
     if "Timeout" in name:
-        return RequestTimeoutError(f"The request timed out ({name})", provider=provider)
-    return NetworkError(f"Connection failed: {name}: {exc}", provider=provider)
+        return RequestTimeoutError(f"The request{where} timed out ({name})", provider=provider)
+    return NetworkError(f"Connection{where} failed: {name}: {exc}", provider=provider)

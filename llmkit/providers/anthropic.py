@@ -51,6 +51,8 @@ class AnthropicProvider(Provider):
     """
 
     name = "anthropic"
+    aliases = ("claude",)
+    key_env_vars = ("ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY")
     default_model = "claude-3-5-haiku-latest"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,

@@ -77,6 +77,8 @@ class GeminiProvider(Provider):
     """Translation for the Gemini API (Google AI Studio keys)."""
 
     name = "google"
+    aliases = ("gemini",)
+    key_env_vars = ("GOOGLE_API_KEYS", "GEMINI_API_KEYS", "GOOGLE_API_KEY", "GEMINI_API_KEY")
     default_model = "gemini-2.0-flash"
     default_base_url = "https://generativelanguage.googleapis.com"
     capabilities = Capabilities(
@@ -141,11 +143,14 @@ class GeminiProvider(Provider):
 
         if isinstance(exc, LLMError):
             return exc
+        from llmkit.providers._sdk import endpoint_of
+
         detail = f"{type(exc).__name__}: {exc}"
+        where = f"Gemini at {endpoint_of(self.base_url) or self.base_url}"
         if isinstance(exc, requests.Timeout):
-            return RequestTimeoutError(f"The request to Gemini timed out ({detail})", provider=self.name)
+            return RequestTimeoutError(f"The request to {where} timed out ({detail})", provider=self.name)
         if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
-            return NetworkError(f"Connection to Gemini failed: {detail}", provider=self.name)
+            return NetworkError(f"Connection to {where} failed: {detail}", provider=self.name)
         if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                             requests.exceptions.InvalidSchema)):  # fmt: skip
             return ConfigurationError(f"Bad Gemini base_url {self.base_url!r}: {detail}", provider=self.name)

@@ -34,6 +34,8 @@ class GroqProvider(OpenAIProvider):
     """Groq's chat completions (OpenAI-compatible)."""
 
     name = "groq"
+    aliases = ()
+    key_env_vars = ("GROQ_API_KEYS", "GROQ_API_KEY")
     default_model = "llama-3.1-8b-instant"
     default_base_url = "https://api.groq.com/openai/v1"
     capabilities = Capabilities(

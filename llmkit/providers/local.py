@@ -21,6 +21,8 @@ class LocalProvider(OpenAIProvider):
     """Any OpenAI-compatible server, by default Ollama on this machine."""
 
     name = "local"
+    aliases = ("ollama", "vllm", "llamacpp", "llama.cpp", "lmstudio")
+    key_env_vars = ()
     default_model = "llama3.2"
     requires_key = False
     default_base_url = "http://localhost:11434/v1"

@@ -54,6 +54,7 @@ class OpenAIProvider(Provider):
     """Translation for OpenAI-compatible chat completions."""
 
     name = "openai"
+    key_env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEYS", "OPENAI_API_KEY")
     default_model = "gpt-4o-mini"
     capabilities = Capabilities(
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,

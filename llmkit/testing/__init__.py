@@ -1,4 +1,4 @@
-"""Tools for testing code that uses llmkit: a fake provider server and a mock client.
+"""Tools for testing code that uses llmkit: a fake provider server and mock clients.
 
 Names are imported on first use, so ``import llmkit.testing`` stays cheap and
 ``python -m llmkit.testing.fake_server`` runs without a double import.
@@ -25,10 +25,13 @@ if TYPE_CHECKING:
         make_enforcer,
         spawn_fake_server,
     )
+    from .mock import AsyncMockLLMClient, MockLLMClient
 
 _LAZY = {
+    "AsyncMockLLMClient": ".mock",
     "ENFORCEMENT_STYLES": ".fake_server",
     "Enforcer": ".fake_server",
+    "MockLLMClient": ".mock",
     "FakeLLMServer": ".fake_server",
     "Fault": ".fake_server",
     "Reply": ".fake_server",
@@ -44,9 +47,11 @@ _LAZY = {
 
 __all__ = [
     "ENFORCEMENT_STYLES",
+    "AsyncMockLLMClient",
     "Enforcer",
     "FakeLLMServer",
     "Fault",
+    "MockLLMClient",
     "Reply",
     "RequestInfo",
     "RequestRecord",

@@ -1,4 +1,4 @@
-"""``MockLLMClient``: the LLMClient interface for users' unit tests, with no network.
+"""``MockLLMClient`` and ``AsyncMockLLMClient``: the client's interface for unit tests, with no network.
 
 >>> mock = MockLLMClient(responses=["Response 1", "Response 2"])
 >>> mock.complete("Hi").content
@@ -7,13 +7,21 @@
 'Response 2'
 >>> [r.messages[-1].content for r in mock.calls]
 ['Hi', 'Hi again']
+
+Code written for the async client runs against the same mock: a Response
+from ``MockLLMClient.complete`` can also be awaited (the spec's
+``response = await mock_client.complete(messages)``). For everything else
+async (streams, ``response_model=``, ``aclose``), :class:`AsyncMockLLMClient`
+is the awaitable twin, as :class:`~llmkit.AsyncLLMClient` is the client's.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import itertools
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -22,9 +30,42 @@ from llmkit.errors import LLMError, PoolClosedError
 from llmkit.request import Request, build_request
 from llmkit.types import MessagesInput, Response, ToolCall, Usage
 
-__all__ = ["MockLLMClient"]
+__all__ = ["AsyncMockLLMClient", "MockLLMClient"]
 
 Reply = Any  # str | Response | ToolCall(s) | BaseException | pydantic model | Callable[[Request], Reply]
+
+
+class _AwaitableResponse(Response):
+    """A Response that ``await`` also gives (as a plain Response); equal to, and shown as, that Response."""
+
+    __slots__ = ()
+
+    def plain(self) -> Response:
+        return Response(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Response)})
+
+    def __await__(self) -> Generator[Any, None, Response]:
+        return _ready(self.plain()).__await__()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _AwaitableResponse):
+            other = other.plain()
+        return self.plain() == other if isinstance(other, Response) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.plain())
+
+    def __repr__(self) -> str:
+        return repr(self.plain())
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+def _awaitable(response: Response) -> Response:
+    if isinstance(response, _AwaitableResponse):
+        return response
+    return _AwaitableResponse(**{f.name: getattr(response, f.name) for f in dataclasses.fields(Response)})
 
 
 class MockLLMClient:
@@ -96,7 +137,7 @@ class MockLLMClient:
         request = self._request(messages, kwargs)
         response = self._response(request, self._next_reply(request))
         if request.response_model is None:
-            return response
+            return _awaitable(response)  # ``await mock.complete(...)`` works too
         return (response.parsed, response) if include_response else response.parsed
 
     def _request(self, messages: MessagesInput, kwargs: dict[str, Any]) -> Request:
@@ -158,3 +199,59 @@ class MockLLMClient:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class AsyncMockLLMClient:
+    """The awaitable twin of :class:`MockLLMClient`, shaped like :class:`~llmkit.AsyncLLMClient`.
+
+    ``AsyncMockLLMClient(responses=[...], ...)`` takes MockLLMClient's
+    arguments; ``AsyncMockLLMClient.wrap(mock)`` shares a mock's script and
+    ``calls``. ``status()`` stays a plain call, as on the real async client.
+    """
+
+    def __init__(self, responses: Iterable[Reply] = (), **kwargs: Any) -> None:
+        self.sync_client = MockLLMClient(responses, **kwargs)
+
+    @classmethod
+    def wrap(cls, mock: MockLLMClient) -> AsyncMockLLMClient:
+        self = cls.__new__(cls)
+        self.sync_client = mock
+        return self
+
+    def __repr__(self) -> str:
+        return f"AsyncMockLLMClient(calls={len(self.calls)})"
+
+    @property
+    def calls(self) -> list[Request]:
+        return self.sync_client.calls
+
+    async def complete(self, messages: MessagesInput, **kwargs: Any) -> Any:
+        result = self.sync_client.complete(messages, **kwargs)
+        return result.plain() if isinstance(result, _AwaitableResponse) else result
+
+    async def stream(self, messages: MessagesInput, **kwargs: Any) -> AsyncIterator[str]:
+        for text in self.sync_client.stream(messages, **kwargs):
+            yield text
+
+    stream_complete = stream
+
+    def submit(self, messages: MessagesInput, **kwargs: Any) -> asyncio.Task[Any]:
+        return asyncio.get_running_loop().create_task(self.complete(messages, **kwargs))
+
+    async def map(self, prompts: Iterable[MessagesInput], **kwargs: Any) -> list[Any]:
+        return [await self.complete(p, **dict(kwargs)) for p in prompts]
+
+    def status(self) -> dict[str, Any]:
+        return self.sync_client.status()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        self.sync_client.close(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.sync_client.close(timeout)
+
+    async def __aenter__(self) -> AsyncMockLLMClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
