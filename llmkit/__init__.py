@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "PoolExhaustedError": "llmkit.errors",
     "PoolClosedError": "llmkit.errors",
     "CapacityTimeoutError": "llmkit.errors",
+    "QuotaExceededError": "llmkit.errors",
+    "MalformedResponseError": "llmkit.errors",
+    "RequestTooLargeError": "llmkit.errors",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -100,6 +103,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         InvalidRequestError,
         LLMError,
+        MalformedResponseError,
         NetworkError,
         OverloadedError,
         PermissionDeniedError,
@@ -107,8 +111,10 @@ if TYPE_CHECKING:
         PoolError,
         PoolExhaustedError,
         ProviderError,
+        QuotaExceededError,
         RateLimitError,
         RequestTimeoutError,
+        RequestTooLargeError,
         StreamError,
         StructuredOutputError,
     )

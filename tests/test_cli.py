@@ -299,10 +299,12 @@ def test_goodput_arithmetic() -> None:
     from llmkit.cli.bench import ideal_seconds
     from llmkit.testing import ServerLimits
 
-    limits = ServerLimits(requests_per_minute=1200, burst_seconds=1)
-    # 4 keys x 20/s = 80/s; the full buckets hold 80: 300 requests need (300 - 80) / 80 s.
-    assert ideal_seconds(limits, 4, {"by_status": {200: 300}}) == pytest.approx(2.75)
-    assert ideal_seconds(limits, 4, {"by_status": {200: 50}}) == 0.0
+    limits = ServerLimits(requests_per_minute=1200)
+    # 4 keys x 20/s = 80/s: 300 requests need 300 / 80 s at the enforced rate.
+    assert ideal_seconds(limits, 4, {"by_status": {200: 300}}) == pytest.approx(3.75)
+    tokens = ServerLimits(requests_per_minute=6000, input_tokens_per_minute=90_000)
+    stats = {"by_status": {200: 100}, "input_tokens": 60_000}  # the input tokens bind: 60,000 / 6,000 a s
+    assert ideal_seconds(tokens, 4, stats) == pytest.approx(10.0)
 
 
 # --- a newcomer's stumbles: pipes, bad arguments, messages, Ctrl-C, progress -------------------

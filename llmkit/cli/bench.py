@@ -2,16 +2,18 @@
 
 The measurement of ``bench/goodput.py``, packaged so that an installed llmkit
 can run it: FakeLLMServer (in a child process, so it does not share this
-process's GIL) enforces per-key limits and answers 429 past them; threads send
-the prompts through each contender; the table shows successes, failures, the
-429s the server sent, the wall time and the capacity used::
+process's GIL) enforces per-key limits in one of its enforcement styles and
+answers 429 past them, as the providers do; threads send the prompts through
+each contender; the table shows successes, failures, the 429s the server sent,
+the wall time and the capacity used::
 
     capacity used = ideal time / wall time
-    ideal time    = max over the limited resources of (demand - burst) / rate
+    ideal time    = max over the limited resources of demand / rate
 
 where demand is what the server admitted (requests, input tokens, output
-tokens), burst is what the full buckets of every key hold at the start and
-rate is the keys' combined refill. 100% means the limits alone set the pace.
+tokens) and rate is the keys' combined per-minute limit, per second. llmkit
+is given only the per-minute numbers a dashboard shows (or nothing at all, for
+``llmkit-learned``); how the server enforces them is its own business.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from llmkit.cli._common import fake_keys, plain, table
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     from llmkit.config import RateLimit
     from llmkit.testing import ServerLimits
 
-__all__ = ["Outcome", "Scenario", "add_parser", "ideal_seconds", "make_prompts", "run"]
+__all__ = ["CONTENDERS", "Outcome", "Scenario", "add_parser", "drive", "ideal_seconds", "make_prompts",
+           "measure", "run"]  # fmt: skip
 
 _WORDS = "rate limits keep every key just under the provider's ceiling while the pool waits"
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
@@ -39,7 +42,7 @@ MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
 
 @dataclass(frozen=True)
 class Scenario:
-    """What to send, to which provider, under which per-key limits."""
+    """What to send, to which provider, under which per-key limits (and enforced how)."""
 
     name: str
     provider: str
@@ -47,15 +50,13 @@ class Scenario:
     prompt_chars: tuple[int, int]
     max_tokens: int
 
-
-def held_seconds(limits: ServerLimits) -> float:
-    """Seconds of its rate the server lets go at once: ``burst_seconds`` for a bucket,
-    else 1 (the per-second window of the default style)."""
-    return limits.burst_seconds if limits.burst_seconds is not None else 1.0
+    def styled(self, style: str) -> Scenario:
+        """The same scenario with the server enforcing its limits in ``style``."""
+        return replace(self, limits=replace(self.limits, style=style, burst_seconds=None))
 
 
 def rate_limit_for(limits: ServerLimits) -> RateLimit:
-    """The client-side RateLimit that matches the server's per-key limits."""
+    """What a user types from the dashboard: the per-minute numbers, nothing else."""
     from llmkit.config import RateLimit
 
     def whole(value: float | None) -> int | None:
@@ -66,7 +67,6 @@ def rate_limit_for(limits: ServerLimits) -> RateLimit:
         input_tokens_per_minute=whole(limits.input_tokens_per_minute),
         output_tokens_per_minute=whole(limits.output_tokens_per_minute),
         tokens_per_minute=whole(limits.tokens_per_minute),
-        burst_seconds=held_seconds(limits),
     )
 
 
@@ -74,16 +74,14 @@ def scenarios() -> dict[str, Scenario]:
     from llmkit.testing import ServerLimits
 
     return {
-        # 20 requests/s per key, smoothed per second.
-        "requests": Scenario(
-            "requests", "openai", ServerLimits(requests_per_minute=1200, burst_seconds=1), (20, 200), 16
-        ),
-        # Anthropic-style input and output token limits bind.
+        # 20 requests/s per key (1,200 a minute), OpenAI's API.
+        "requests": Scenario("requests", "openai", ServerLimits(requests_per_minute=1200), (20, 200), 16),
+        # Anthropic-style input and output token limits bind (prompts of 40 to 2,400 characters).
         "tokens": Scenario(
             "tokens",
             "anthropic",
             ServerLimits(requests_per_minute=6000, input_tokens_per_minute=90_000,
-                         output_tokens_per_minute=24_000, burst_seconds=1),
+                         output_tokens_per_minute=24_000),
             (40, 2400),
             24,
         ),
@@ -105,7 +103,7 @@ def make_prompts(count: int, chars: tuple[int, int] = (20, 200), seed: int = 7) 
 
 
 def ideal_seconds(limits: ServerLimits, keys: int, stats: Mapping[str, Any]) -> float:
-    """The shortest time the server's limits allow for what it admitted (see the module doc)."""
+    """The shortest time the server's per-minute limits allow for what it admitted."""
     admitted_in, admitted_out = stats.get("input_tokens", 0), stats.get("output_tokens", 0)
     demands = [
         (limits.requests_per_minute, stats["by_status"].get(200, 0)),
@@ -113,13 +111,7 @@ def ideal_seconds(limits: ServerLimits, keys: int, stats: Mapping[str, Any]) -> 
         (limits.output_tokens_per_minute, admitted_out),
         (limits.tokens_per_minute, admitted_in + admitted_out),
     ]
-    times = [0.0]
-    for per_minute, demand in demands:
-        if per_minute:
-            rate = keys * per_minute / 60.0
-            burst = keys * per_minute * held_seconds(limits) / 60.0
-            times.append(max(0.0, demand - burst) / rate)
-    return max(times)
+    return max([demand / (keys * per_minute / 60.0) for per_minute, demand in demands if per_minute] or [0.0])
 
 
 @dataclass
@@ -171,20 +163,31 @@ def _base_url(server: Any, provider: str) -> str:
     return str(server.openai_base_url if provider == "openai" else server.anthropic_base_url)
 
 
-def llmkit_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
+def _llmkit(server: Any, scenario: Scenario, keys: list[str], rate_limit: RateLimit | None) -> Any:
     from llmkit.client import LLMClient
     from llmkit.config import Settings
 
-    client = LLMClient(
+    return LLMClient(
         scenario.provider, api_keys=keys, base_url=_base_url(server, scenario.provider),
-        model=MODELS[scenario.provider], rate_limit=rate_limit_for(scenario.limits),
-        max_tokens=scenario.max_tokens, acquire_timeout=120, settings=Settings(), metrics=False,
+        model=MODELS[scenario.provider], rate_limit=rate_limit, max_tokens=scenario.max_tokens,
+        acquire_timeout=120, settings=Settings(), metrics=False,
     )  # fmt: skip
+
+
+def llmkit_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
+    """llmkit given the dashboard's per-minute numbers."""
+    client = _llmkit(server, scenario, keys, rate_limit_for(scenario.limits))
+    return lambda prompt: client.complete(prompt)
+
+
+def learned_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
+    """llmkit given no limits at all: it learns them from the headers and 429s."""
+    client = _llmkit(server, scenario, keys, None)
     return lambda prompt: client.complete(prompt)
 
 
 def sdk_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
-    """The SDK as most code uses it: keys round robin, the SDK's own retries (2, with backoff)."""
+    """The SDK as most code uses it: keys round robin, the SDK's own retries (5, with backoff)."""
     import itertools
 
     import anthropic
@@ -193,56 +196,86 @@ def sdk_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[
     url = _base_url(server, scenario.provider)
     model, max_tokens = MODELS[scenario.provider], scenario.max_tokens
     lock = threading.Lock()
-    if scenario.provider == "openai":
-        oa = itertools.cycle([openai.OpenAI(api_key=k, base_url=url) for k in keys])
+    sdk: Any = openai.OpenAI if scenario.provider == "openai" else anthropic.Anthropic
+    clients = itertools.cycle([sdk(api_key=k, base_url=url, max_retries=5) for k in keys])
 
-        def call_openai(prompt: str) -> object:
-            with lock:
-                client = next(oa)
-            messages: Any = [{"role": "user", "content": prompt}]
-            return client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
-
-        return call_openai
-    an = itertools.cycle([anthropic.Anthropic(api_key=k, base_url=url) for k in keys])
-
-    def call_anthropic(prompt: str) -> object:
+    def call(prompt: str) -> object:
         with lock:
-            client = next(an)
+            client = next(clients)
         messages: Any = [{"role": "user", "content": prompt}]
+        if scenario.provider == "openai":
+            return client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens)
         return client.messages.create(model=model, messages=messages, max_tokens=max_tokens)
 
-    return call_anthropic
+    return call
 
 
-CONTENDERS: dict[str, Callable[[Any, Scenario, list[str]], Callable[[str], object]]] = {
+def litellm_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object] | None:
+    """LiteLLM's Router over the same keys, with the dashboard's numbers, where it is installed."""
+    import os
+
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # nothing leaves this machine
+    try:
+        from litellm import Router  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    model = f"{scenario.provider}/{MODELS[scenario.provider]}"
+    rpm = scenario.limits.requests_per_minute
+    deployments = [
+        {"model_name": "bench", "litellm_params": {"model": model, "api_key": key, "rpm": rpm,
+                                                    "api_base": _base_url(server, scenario.provider)}}
+        for key in keys
+    ]  # fmt: skip
+    router = Router(model_list=deployments, num_retries=5)
+    return lambda prompt: router.completion(
+        model="bench", messages=[{"role": "user", "content": prompt}], max_tokens=scenario.max_tokens
+    )
+
+
+CONTENDERS: dict[str, Callable[[Any, Scenario, list[str]], Callable[[str], object] | None]] = {
     "llmkit": llmkit_contender,
+    "llmkit-learned": learned_contender,
     "sdk": sdk_contender,
+    "litellm": litellm_contender,
 }
-LABELS = {"llmkit": "llmkit", "sdk": "raw SDK (round robin, own retries)"}
+LABELS = {
+    "llmkit": "llmkit (dashboard numbers)",
+    "llmkit-learned": "llmkit (no limits given)",
+    "sdk": "raw SDK (round robin, 5 retries)",
+    "litellm": "LiteLLM Router",
+}
 
 
-def run(
-    scenario: Scenario, contenders: list[str], requests: int, threads: int, keys: int, latency: float
-) -> list[Outcome]:
-    """Measure each contender against a fresh spawned fake server."""
+def measure(scenario: Scenario, name: str, prompts: list[str], threads: int, keys: int,
+            latency: float) -> Outcome | None:  # fmt: skip
+    """One contender against a fresh spawned fake server (None: not installed)."""
     from llmkit.testing import FakeLLMServer
 
-    prompts = make_prompts(requests, scenario.prompt_chars)
     key_list = fake_keys(keys)
+    with FakeLLMServer.spawn(limits=scenario.limits, latency=latency) as server:
+        call = CONTENDERS[name](server, scenario, key_list)
+        if call is None:
+            return None
+        call("warm up")  # imports and connections; then let every limit fill again
+        time.sleep(1.2)
+        server.reset()
+        ok, failed, wall, note = drive(call, prompts, threads)
+        stats = server.stats()
+    capacity = ideal_seconds(scenario.limits, keys, stats) / wall if wall else 0.0
+    received = sum(stats["by_status"].values())
+    return Outcome(LABELS[name], ok, failed, wall, stats["by_status"].get(429, 0), capacity,
+                   server_requests=received, note=note)  # fmt: skip
+
+
+def run(scenario: Scenario, contenders: list[str], requests: int, threads: int, keys: int,
+        latency: float) -> list[Outcome]:  # fmt: skip
+    """Measure each contender against a fresh spawned fake server."""
+    prompts = make_prompts(requests, scenario.prompt_chars)
     outcomes = []
     for name in contenders:
-        with FakeLLMServer.spawn(limits=scenario.limits, latency=latency) as server:
-            call = CONTENDERS[name](server, scenario, key_list)
-            call("warm up")  # imports and connections; then let every bucket fill again
-            time.sleep(held_seconds(scenario.limits) + 0.2)
-            server.reset()
-            ok, failed, wall, note = drive(call, prompts, threads)
-            stats = server.stats()
-        capacity = ideal_seconds(scenario.limits, keys, stats) / wall if wall else 0.0
-        rejected = stats["by_status"].get(429, 0)
-        received = sum(stats["by_status"].values())
-        outcomes.append(Outcome(LABELS[name], ok, failed, wall, rejected, capacity, note=note,
-                                server_requests=received))
+        outcome = measure(scenario, name, prompts, threads, keys, latency)
+        outcomes.append(outcome or Outcome(LABELS[name], note="not installed"))
+        wall = outcome.wall if outcome else 0.0
         print(f"  {scenario.name}: {LABELS[name]} done in {wall:.1f} s", file=sys.stderr, flush=True)
     return outcomes
 
@@ -252,26 +285,20 @@ def report(scenario: Scenario, outcomes: list[Outcome], requests: int, threads: 
     limits = ", ".join(f"{k}={v:g}/min" for k, v in lim.per_minute().items() if v)
     head = (
         f"scenario '{scenario.name}' ({scenario.provider}): {requests} requests, {threads} threads, "
-        f"{keys} keys; per key: {limits}, burst {held_seconds(lim):g} s"
+        f"{keys} keys; per key: {limits}, enforced {lim.style}"
     )
     rows = [
-        [
-            o.contender,
-            o.ok,
-            o.failed,
-            f"{o.wall:.2f}",
-            f"{100 * o.capacity_used:.1f}%",
-            o.server_429,
-            f"{100 * o.server_429 / max(1, o.server_requests):.1f}%",
-            o.note,
-        ]
+        [o.contender, o.ok, o.failed, f"{o.wall:.2f}", f"{100 * o.capacity_used:.1f}%", o.server_429,
+         f"{100 * o.server_429 / max(1, o.server_requests):.1f}%", o.note]
         for o in outcomes
-    ]
+    ]  # fmt: skip
     headers = ["contender", "ok", "failed", "wall s", "capacity", "429s", "429 % of sent", "errors"]
     return head + "\n" + table(headers, rows, right=(1, 2, 3, 4, 5, 6))
 
 
 def add_parser(sub: Any) -> None:
+    from llmkit.testing import ENFORCEMENT_STYLES
+
     p = sub.add_parser(
         "bench",
         help="measure goodput at the rate limit against an embedded fake server",
@@ -283,7 +310,10 @@ def add_parser(sub: Any) -> None:
         help="requests: OpenAI-style, 20 requests/s per key binds; tokens: Anthropic-style input and "
         "output tokens/min bind; all: both (default requests)",
     )  # fmt: skip
-    p.add_argument("--contenders", default="llmkit,sdk", help="comma-separated: llmkit, sdk (default: both)")
+    p.add_argument("--style", choices=ENFORCEMENT_STYLES, default=ENFORCEMENT_STYLES[0],
+                   help="how the fake server enforces the limits (default: %(default)s, the strictest)")
+    p.add_argument("--contenders", default="llmkit,sdk",
+                   help=f"comma-separated: {', '.join(CONTENDERS)} (default: llmkit,sdk)")
     p.add_argument("--requests", type=int, default=400, help="requests per contender (default 400)")
     p.add_argument("--threads", type=int, default=16, help="sending threads (default 16)")
     p.add_argument("--keys", type=int, default=4, help="fake API keys (default 4)")
@@ -297,13 +327,13 @@ def main(args: argparse.Namespace) -> int:
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown or not contenders:
-        raise CLIError(f"--contenders takes llmkit and/or sdk, got {args.contenders!r}")
+        raise CLIError(f"--contenders takes {', '.join(CONTENDERS)}, got {args.contenders!r}")
     if args.requests < 1 or args.threads < 1 or args.keys < 1:
         raise CLIError("--requests, --threads and --keys must be at least 1")
     table_of = scenarios()
     names = list(table_of) if args.scenario == "all" else [args.scenario]
     for name in names:
-        scenario = table_of[name]
+        scenario = table_of[name].styled(args.style)
         outcomes = run(scenario, contenders, args.requests, args.threads, args.keys, args.latency)
         print(report(scenario, outcomes, args.requests, args.threads, args.keys) + "\n", flush=True)
     return 0

@@ -1,7 +1,8 @@
 """``llmkit demo``: a pooled batch against a local fake provider; no API key, no network.
 
 It starts a FakeLLMServer on 127.0.0.1 that enforces per-key rate limits the
-way the real APIs do (429 past the limit), gives an LLMClient the same limits
+strict way a real API may (by default 20 requests in every whole second, 429
+past that), gives an LLMClient only the per-minute number a dashboard shows
 for a pool of made-up keys, runs a batch of prompts with a progress bar, and
 prints what happened: how close the pool came to the limits without going
 over them, how the work spread over the keys, tokens and cost.
@@ -47,7 +48,8 @@ def add_parser(sub: Any) -> None:
     add("--requests", type=int, default=300, help="prompts in the batch (default 300)")
     add("--keys", type=int, default=4, help="fake API keys in the pool (default 4)")
     add("--rps", type=float, default=20.0, help="requests per second each key may send (default 20)")
-    add("--burst-seconds", type=float, default=1.0, help="seconds of rate a full bucket holds (default 1)")
+    add("--style", choices=_styles(), default=_styles()[0],
+        help="how the fake server enforces the limit (default: %(default)s, the strictest)")
     add("--latency", type=float, default=0.02, help="the fake server's reply latency, seconds")
     add("--provider", choices=sorted(MODELS), default="openai", help="which API to speak (default openai)")
     add(
@@ -60,11 +62,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=main)
 
 
+def _styles() -> tuple[str, ...]:
+    from llmkit.testing import ENFORCEMENT_STYLES
+
+    return tuple(ENFORCEMENT_STYLES)
+
+
 def _check(args: argparse.Namespace) -> None:
     if args.requests < 1 or args.keys < 1:
         raise CLIError("--requests and --keys must be at least 1")
-    if args.rps <= 0 or args.latency < 0 or not 0 < args.burst_seconds <= 60:
-        raise CLIError("--rps must be > 0, --latency >= 0 and --burst-seconds in (0, 60]")
+    if args.rps <= 0 or args.latency < 0:
+        raise CLIError("--rps must be > 0 and --latency >= 0")
     if args.plot:
         from llmkit.cli.plot import require_matplotlib
 
@@ -88,15 +96,15 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
     from llmkit.config import Settings
     from llmkit.testing import FakeLLMServer, ServerLimits
 
-    limits = ServerLimits(requests_per_minute=args.rps * 60, burst_seconds=args.burst_seconds)
+    limits = ServerLimits(requests_per_minute=args.rps * 60, style=args.style)
     prompts = make_prompts(args.requests, (20, 200))
     server_kwargs: dict[str, Any] = {"limits": limits, "latency": args.latency}
     serving = FakeLLMServer(**server_kwargs) if args.in_process else FakeLLMServer.spawn(**server_kwargs)
     with serving as server:
         url = server.openai_base_url if args.provider == "openai" else server.anthropic_base_url
         print(
-            f"fake {args.provider} server at {url}: {plural(args.keys, 'key')} x {args.rps:g} requests/s "
-            f"(burst {args.burst_seconds:g} s), latency {args.latency:g} s",
+            f"fake {args.provider} server at {url}: {plural(args.keys, 'key')} x {args.rps * 60:g} "
+            f"requests a minute, enforced {args.style}; latency {args.latency:g} s",
             flush=True,
         )
         client = LLMClient(
@@ -106,7 +114,7 @@ def run_demo(args: argparse.Namespace) -> DemoRun:
         )  # fmt: skip
         with client:
             client.complete("warm up")  # imports the SDK, opens connections
-            time.sleep(args.burst_seconds + 0.1)  # let every bucket fill again
+            time.sleep(1.1)  # let every limit fill again
             server.reset()
             client.metrics(reset=True)
             print(f"running a batch of {args.requests} prompts ...", flush=True)
@@ -129,10 +137,9 @@ def summary(args: argparse.Namespace, run: DemoRun) -> str:
     from llmkit.cli.bench import ideal_seconds
     from llmkit.testing import ServerLimits
 
-    limits = ServerLimits(requests_per_minute=args.rps * 60, burst_seconds=args.burst_seconds)
+    limits = ServerLimits(requests_per_minute=args.rps * 60, style=args.style)
     ideal = ideal_seconds(limits, args.keys, run.server_stats)
     m = run.metrics
-    burst = args.keys * args.rps * args.burst_seconds
     cost = m.get("cost") or 0.0
     rows: list[list[Any]] = [
         ["requests ok / failed", f"{run.ok} / {run.failed}"],
@@ -140,7 +147,7 @@ def summary(args: argparse.Namespace, run: DemoRun) -> str:
         [
             "throughput",
             f"{run.ok / run.wall:.1f} requests/s (limit {args.keys * args.rps:g}/s = "
-            f"{plural(args.keys, 'key')} x {args.rps:g}/s, after a burst of {burst:g})",
+            f"{plural(args.keys, 'key')} x {args.rps:g}/s)",
         ],
         ["capacity used", f"{100 * ideal / run.wall:.1f}%" if run.wall else "-"],
         ["429s from the server", run.server_stats["by_status"].get(429, 0)],

@@ -118,7 +118,7 @@ class ServerView:
         self._classify(instant, counted_at, max(0.002, trip / 4), admitted / rate if rate > 0 else 0.0)
         self.capacity = max(self.capacity, remaining + admitted)
         self.period = max(self.period, _window_period(reset))
-        margin = max(0.002, 0.1 * trip)
+        margin = max(0.004, trip / 2)  # the request may have taken up to that to arrive
         if self.windowed and sent_at + reset + margin <= received_at:
             return  # it speaks of a window that is over: the current one is counted already
         # Sends made after it may not be counted in ``remaining`` yet. (Ones sent just before it

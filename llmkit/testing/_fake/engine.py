@@ -266,6 +266,8 @@ class Engine:
             if stream:
                 reply.headers[-1] = ("content-type", SSE_TYPE)
                 reply.events = [StreamEvent(call.dialect.malformed_stream())]
+            elif fault.body is not None:
+                reply.body = _dumps(fault.body)
             else:
                 reply.body = b'{"id": "broken", "choices": [{"index": 0, '
         else:

@@ -88,7 +88,9 @@ class Fault:
       ``retry_after`` (seconds) adds ``retry-after`` (whole seconds rounded up,
       min 1) and ``retry-after-ms``; ``None`` sends neither.
     * ``drop=True``: the server closes the connection without any reply.
-    * ``malformed=True``: a 200 whose body is not valid JSON (or a broken SSE event).
+    * ``malformed=True``: a 200 whose body is not valid JSON (or a broken SSE event);
+      with ``body=`` too, a 200 whose body is that JSON value instead (valid
+      JSON, not what the API documents, e.g. ``{"choices": []}``).
     * ``out_of_credit=True``: the provider's answer to an account out of credit
       (OpenAI: 429 ``insufficient_quota``; Anthropic: 402 ``billing_error``;
       Gemini: 429 ``RESOURCE_EXHAUSTED``, prepaid credits depleted). Not a rate limit.
@@ -125,6 +127,7 @@ class Fault:
     key: str | None = None
     provider: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+    body: Any = field(default=None, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         ways = (self.status is not None) + self.drop + self.malformed + self.out_of_credit
@@ -138,6 +141,8 @@ class Fault:
             raise ValueError("Fault: after_deltas needs status= or drop=True and must be >= 0")
         if self.delay < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("Fault: delay and retry_after must be >= 0")
+        if self.body is not None and not self.malformed:
+            raise ValueError("Fault: body= goes with malformed=True (a 200 that is not what the API sends)")
 
     # Shorthands -------------------------------------------------------------
     @classmethod
