@@ -235,6 +235,8 @@ class LLMClient:
             tools=get("tools", None),
             tool_choice=get("tool_choice", None),
             json_mode=get("json_mode", False),
+            first_token_timeout=get("first_token_timeout", None),
+            chunk_timeout=get("chunk_timeout", None),
             extra=kwargs,
             cancel=cancel,
         )

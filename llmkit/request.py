@@ -35,6 +35,9 @@ class Request:
     provider-specific parameters passed through untouched. ``tools`` and
     ``tool_choice`` are normalized (:mod:`llmkit.tools`); ``json_mode`` asks
     for a JSON object as the answer. Adapters translate all three.
+    ``timeout`` is the seconds one attempt has for its complete reply (a
+    deadline, not a per-read timeout); for a stream, ``first_token_timeout``
+    and ``chunk_timeout`` bound the wait for its first chunk and between chunks.
     """
 
     messages: tuple[Message, ...]
@@ -52,6 +55,8 @@ class Request:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     json_mode: bool = False
+    first_token_timeout: float | None = None
+    chunk_timeout: float | None = None
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     """Set by whoever may cancel this call (the async layer): a wait for a key or a backoff stops."""
 
@@ -155,12 +160,18 @@ def build_request(
     tools: Any = None,
     tool_choice: Any = None,
     json_mode: bool = False,
+    first_token_timeout: float | None = None,
+    chunk_timeout: float | None = None,
     cancel: threading.Event | None = None,
 ) -> Request:
     """Validate and normalize one call. Raises InvalidRequestError on bad input."""
     normalized = normalize_messages(messages)
     specs, choice = _tools(tools, tool_choice, json_mode, response_model)
     _check_params(temperature, max_tokens, timeout, max_retries, retry_delay)
+    for name, value in (("first_token_timeout", first_token_timeout), ("chunk_timeout", chunk_timeout)):
+        _check_number(name, value, 0.0, None)
+        if value == 0:
+            raise InvalidRequestError(f"{name} must be more than 0 seconds (None: bounded by timeout only).")
     if not model or not isinstance(model, str):
         raise InvalidRequestError(
             f"model must be a non-empty string, got {model!r}: pass model=... or set one in settings."
@@ -184,6 +195,8 @@ def build_request(
         tools=specs,
         tool_choice=choice,
         json_mode=json_mode,
+        first_token_timeout=first_token_timeout,
+        chunk_timeout=chunk_timeout,
         cancel=cancel,
     )
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -70,6 +71,12 @@ class CallState:
 
     def time_left(self, now: float) -> float:
         return self.deadline - now
+
+    def wall_deadline(self, now: float) -> float | None:
+        """The call's deadline (RetryPolicy.max_time) as ``time.monotonic()``, for the wire; None: none."""
+        if self.deadline == math.inf:
+            return None
+        return time.monotonic() + (self.deadline - now)
 
     def note(self) -> str:
         """What this call went through, for an error message."""

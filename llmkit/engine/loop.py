@@ -110,17 +110,19 @@ class RetryLoop:
         return CallState(self.policy_for(request), self.acquire_timeout, self.pool.clock.now(), self.rng)
 
     def _send_plain(self, lease: Lease, request: Request) -> ProviderReply:
-        return self.pool.provider.complete(lease.client, request)
+        return self.pool.provider.call(lease.slot, request, lease.deadline)
 
     def _acquire(self, call: CallState, cost: Cost, cancel: threading.Event | None) -> Lease:
         clock = self.pool.clock
         now = clock.now()
         try:
-            return self.pool.acquire(
+            lease = self.pool.acquire(
                 cost, deadline=call.acquire_deadline(now), avoid=call.avoid, cancel=cancel, note=call.note()
             )
         finally:
             call.waited += clock.now() - now
+        lease.deadline = call.wall_deadline(clock.now())
+        return lease
 
     def _after_failure(self, call: CallState, lease: Lease, error: LLMError, cost: Cost,
                        cancel: threading.Event | None) -> None:  # fmt: skip
@@ -249,7 +251,7 @@ class RetryLoop:
         usage: Usage | None = None
         counted = limits = None
         yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
-        for delta in self.pool.provider.stream(lease.client, request):
+        for delta in self.pool.provider.call_stream(lease.slot, request, lease.deadline):
             if delta.limits is not None:
                 limits = delta.limits
             if delta.request_id:

@@ -409,9 +409,15 @@ class KeyPool:
             return
         if self._closed:
             raise PoolClosedError("The client is closed", provider=self.provider.name)
+        self.provider.warm()
+        if not self.provider.lean:  # the SDK is how every call goes: build each key's client now
+            self.warm_sdk()
+        self._warm = True
+
+    def warm_sdk(self) -> None:
+        """Build every key's SDK client now (the lean path makes them only for instructor)."""
         for slot in self.slots:
             _ = slot.client
-        self._warm = True
 
     # -- extending a lease (structured re-asks) ---------------------------------------------
 
@@ -557,8 +563,11 @@ class KeyPool:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         self._wait_in_flight(timeout)
+        if self.abandoned:
+            self.provider.abort()  # end the calls still on the wire: they raise PoolClosedError
         for slot in self.slots:
             slot.close()
+        self.provider.close()
 
     def _wait_in_flight(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

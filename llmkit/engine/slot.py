@@ -79,10 +79,11 @@ class KeySlot:
 
 @dataclass(slots=True)
 class Lease:
-    """A key handed to one attempt, with the capacity reserved for it."""
+    """A key handed to one attempt, with the capacity reserved for it (and the call's wire deadline)."""
 
     slot: KeySlot
     reservation: Reservation
+    deadline: float | None = None  # time.monotonic() by which the whole call must end (max_time)
 
     @property
     def client(self) -> Any:

@@ -73,13 +73,21 @@ class AnthropicStream:
         self.finished = False
         self._calls = ToolCallAssembler()
         self._blocks: dict[int, _Block] = {}
+        self._parser = SSEParser()
 
     def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
-        parser = SSEParser()
         for chunk in chunks:
-            for event in parser.feed(chunk):
-                yield from self._event(event)
-        for event in parser.close():
+            yield from self.feed(chunk)
+        yield from self.end()
+
+    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
+        """The deltas a chunk of the body completes (often none)."""
+        for event in self._parser.feed(chunk):
+            yield from self._event(event)
+
+    def end(self) -> Iterator[StreamDelta]:
+        """The body ended: the last deltas, or NetworkError when the stream was cut."""
+        for event in self._parser.close():
             yield from self._event(event)
         if not self.finished:
             raise NetworkError("The Anthropic stream ended before its message_stop event", provider=PROVIDER)

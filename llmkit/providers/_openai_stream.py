@@ -64,6 +64,7 @@ class OpenAIStream:
         self.refused = False
         self.done = False
         self._calls = ToolCallAssembler()
+        self._parser = SSEParser()
 
     @property
     def whole(self) -> bool:
@@ -71,11 +72,18 @@ class OpenAIStream:
         return self.done or (self.finish is not None and (self.usage is not None or not self.wants_usage))
 
     def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
-        parser = SSEParser()
         for chunk in chunks:  # read to the end (after [DONE] too), so the connection can be reused
-            for event in parser.feed(chunk):
-                yield from self._event(event.data)
-        for event in parser.close():
+            yield from self.feed(chunk)
+        yield from self.end()
+
+    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
+        """The deltas a chunk of the body completes (often none)."""
+        for event in self._parser.feed(chunk):
+            yield from self._event(event.data)
+
+    def end(self) -> Iterator[StreamDelta]:
+        """The body ended: the last deltas, or NetworkError when the stream was cut."""
+        for event in self._parser.close():
             yield from self._event(event.data)
         if not self.whole:
             missing = "its finish_reason" if self.finish is None else "its usage and [DONE]"

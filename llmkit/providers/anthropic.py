@@ -1,4 +1,4 @@
-"""Anthropic's Messages API through the official SDK.
+"""Anthropic's Messages API, over llmkit's own HTTP (:mod:`llmkit.providers._http`).
 
 Replies are read from the JSON body and streams from the raw SSE bytes
 (:mod:`llmkit.providers._anthropic_reply`, :mod:`llmkit.providers._anthropic_stream`);
@@ -16,15 +16,18 @@ from llmkit.errors import InvalidRequestError, LLMError
 from llmkit.providers import _anthropic_format as fmt
 from llmkit.providers import _anthropic_reply as reply
 from llmkit.providers._anthropic_stream import AnthropicStream
+from llmkit.providers._http import HttpProvider, OpeningEvents
 from llmkit.providers._limits import anthropic_limits
 from llmkit.providers._options import CallOptions, call_options, thinking_budget
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
-from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
+from llmkit.providers.base import Capabilities, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import DEFAULT_MAX_TOKENS, Request
 from llmkit.types import Response, Usage
 
-__all__ = ["AnthropicProvider"]
+__all__ = ["API_VERSION", "AnthropicProvider"]
+
+API_VERSION = "2023-06-01"  # the anthropic-version header every request carries
 
 
 
@@ -44,13 +47,15 @@ def _move_sampling_to_body(params: dict[str, Any], temperature: float | None) ->
         params["extra_body"] = body
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(HttpProvider):
     """Translation for the Anthropic Messages API. The system prompt goes top-level.
 
     ``json_mode=True`` is best-effort here (see :mod:`llmkit.providers._anthropic_format`).
     """
 
     name = "anthropic"
+    path = "/v1/messages"
+    request_id_header = "request-id"
     aliases = ("claude",)
     key_env_vars = ("ANTHROPIC_API_KEYS", "ANTHROPIC_API_KEY")
     default_model = "claude-3-5-haiku-latest"
@@ -61,12 +66,30 @@ class AnthropicProvider(Provider):
     structured_backend = "llmkit.structured.backends:AnthropicBackend"
 
     def create_client(self, api_key: str) -> Any:
+        """The key's SDK client (for instructor), over the endpoint's shared connections."""
         import anthropic
 
-        return anthropic.Anthropic(api_key=api_key, **self.sdk_options())
+        return anthropic.Anthropic(api_key=api_key, http_client=self.endpoint().client, **self.sdk_options())
 
     def warm_client(self, client: Any) -> None:
         _ = client.messages.with_raw_response  # imports the messages resources
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"x-api-key": api_key, "anthropic-version": API_VERSION}
+
+    def read_json(self, data: dict[str, Any], headers: Mapping[str, str], request: Request) -> ProviderReply:
+        response = self.parse_message(data, headers, LazySDKObject(lambda: _sdk_message(data)))
+        if fmt.json_prefill(request, call_options(request, self.name)):  # put the "{" back in front
+            object.__setattr__(response, "content", fmt.JSON_PREFILL + response.content)
+        limit = reply.itpm_input_tokens(response.model, response.usage)
+        return ProviderReply(response, self.limit_state(headers), limit)
+
+    def read_events(self, headers: Mapping[str, str], request: Request) -> OpeningEvents:
+        request_id = headers.get("request-id")
+        opening = StreamDelta(request_id=request_id, limits=self.limit_state(headers))
+        prefill = fmt.json_prefill(request, call_options(request, self.name))
+        prefix = (StreamDelta(text=fmt.JSON_PREFILL),) if prefill else ()
+        return OpeningEvents(opening, AnthropicStream(request.model, request_id), prefix)
 
     def build_params(self, request: Request) -> dict[str, Any]:
         options = call_options(request, self.name)
@@ -170,6 +193,13 @@ class AnthropicProvider(Provider):
             raise map_sdk_error(exc, anthropic, self.name, self.limit_state) from exc
         finally:
             http.close()
+
+
+def _sdk_message(data: dict[str, Any]) -> Any:
+    """The anthropic SDK's Message of a reply's JSON (for ``Response.raw``)."""
+    from anthropic.types import Message
+
+    return Message.construct(**data)
 
 
 def _check_thinking(options: CallOptions, request: Request) -> None:

@@ -17,9 +17,9 @@ warning); fingerprints and redaction are :mod:`llmkit.redaction`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from llmkit.errors import InvalidRequestError, LLMError, ProviderError
 from llmkit.providers._options import call_options
@@ -27,7 +27,7 @@ from llmkit.providers._urls import warn_if_insecure
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
 
-__all__ = ["Capabilities", "Provider", "ProviderReply", "ServerLimitState", "StreamDelta"]
+__all__ = ["Capabilities", "KeyAccess", "Provider", "ProviderReply", "ServerLimitState", "StreamDelta"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +135,24 @@ class StreamDelta:
         return bool(self.text or self.tool_calls or self.refusal)
 
 
+class KeyAccess(Protocol):
+    """What an adapter gets of a key for one call: the key itself and its SDK client (made on first use)."""
+
+    @property
+    def secret(self) -> str: ...
+
+    @property
+    def client(self) -> Any: ...
+
+
 class Provider(ABC):
-    """One provider's translation layer. One instance per client; one SDK client per key."""
+    """One provider's translation layer. One instance per client; one SDK client per key.
+
+    The engine calls :meth:`call` and :meth:`call_stream` (and their async
+    twins) with a :class:`KeyAccess`; an adapter that talks through its SDK
+    writes :meth:`complete` and :meth:`stream` over the key's SDK client, one
+    on llmkit's own HTTP derives from :class:`llmkit.providers._http.HttpProvider`.
+    """
 
     name: ClassVar[str]
     """The canonical provider name (``"openai"``): settings, status and errors use it."""
@@ -150,6 +166,8 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     structured_backend: ClassVar[str | None] = None
     """``"module:Class"`` of its structured-output backend (:mod:`llmkit.structured`); None: none."""
+    lean: ClassVar[bool] = False
+    """True when calls go over llmkit's own HTTP (:mod:`llmkit.transport`), not the SDK's."""
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url
@@ -167,6 +185,52 @@ class Provider(ABC):
     def stream(self, client: Any, request: Request) -> Iterator[StreamDelta]:
         """Send one streaming request, yielding deltas. Raises an LLMError on failure."""
         raise InvalidRequestError(f"{self.name} does not support streaming in llmkit yet.")
+
+    # -- what the engine calls ------------------------------------------------------------
+
+    def call(self, key: KeyAccess, request: Request, deadline: float | None = None) -> ProviderReply:
+        """One call with ``key``, ending by ``deadline`` (``time.monotonic()``) where it can."""
+        return self.complete(key.client, request)
+
+    def call_stream(self, key: KeyAccess, request: Request,
+                    deadline: float | None = None) -> Iterator[StreamDelta]:  # fmt: skip
+        return self.stream(key.client, request)
+
+    async def acall(self, key: KeyAccess, request: Request, deadline: float | None = None) -> ProviderReply:
+        """:meth:`call` in asyncio; an SDK-based adapter runs it in a thread."""
+        import asyncio
+
+        return await asyncio.to_thread(self.call, key, request, deadline)
+
+    async def acall_stream(self, key: KeyAccess, request: Request,
+                           deadline: float | None = None) -> AsyncIterator[StreamDelta]:  # fmt: skip
+        """:meth:`call_stream` in asyncio; an SDK-based adapter reads it in a thread, chunk by chunk."""
+        import asyncio
+
+        deltas = self.call_stream(key, request, deadline)
+        try:
+            while True:
+                delta = await asyncio.to_thread(next, deltas, None)
+                if delta is None:
+                    return
+                yield delta
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+
+    def warm(self) -> None:  # noqa: B027 - optional: nothing to do for most adapters
+        """Load what the first call would otherwise wait for (imports, connection pools)."""
+
+    def abort(self) -> int:
+        """End the calls on the wire at once, where the adapter can; how many connections it ended."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional
+        """Release what the adapter holds beyond the keys' clients (idempotent)."""
+
+    def reset_after_fork(self) -> None:  # noqa: B027 - optional
+        """In a forked child: forget connections that belong to the parent."""
 
     def warm_client(self, client: Any) -> None:
         """Load what the SDK would otherwise load lazily on the first call.

@@ -1,8 +1,11 @@
-"""OpenAI's chat completions API through the official SDK (also Groq and local servers).
+"""OpenAI's chat completions API (also Groq and local servers), over llmkit's own HTTP.
 
-Replies are read from the JSON body, streams from the raw SSE bytes
-(:mod:`llmkit.providers._openai_stream`); messages and tools are built in
-:mod:`llmkit.providers._openai_format`.
+Calls go over the endpoint every key shares (:mod:`llmkit.providers._http`,
+:mod:`llmkit.transport`): the body is what the SDK would send, the reply is read
+from its JSON, streams from the raw SSE bytes (:mod:`llmkit.providers._openai_stream`);
+the SDK's object is ``Response.raw``, built on first use, and each key's SDK
+client (for instructor) shares the same connections. Messages and tools are
+built in :mod:`llmkit.providers._openai_format`.
 
 * **The output limit** (``max_tokens=``) goes in ``max_completion_tokens`` for
   OpenAI's reasoning families (``o1``, ``o3``, ``o4-mini``..., ``gpt-5``...,
@@ -34,6 +37,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from llmkit.errors import InvalidRequestError, LLMError
+from llmkit.providers._http import HttpProvider, OpeningEvents
 from llmkit.providers._limits import openai_limits
 from llmkit.providers._openai_format import message_dicts, system_prompt, tool_params
 from llmkit.providers._openai_stream import OpenAIStream
@@ -41,7 +45,7 @@ from llmkit.providers._options import CallOptions, call_options
 from llmkit.providers._reply import LazySDKObject, field, reply_json
 from llmkit.providers._sdk import map_sdk_error
 from llmkit.providers._tool_stream import parse_arguments
-from llmkit.providers.base import Capabilities, Provider, ProviderReply, ServerLimitState, StreamDelta
+from llmkit.providers.base import Capabilities, ProviderReply, ServerLimitState, StreamDelta
 from llmkit.request import Request
 from llmkit.types import Response, ToolCall, Usage
 
@@ -50,10 +54,11 @@ __all__ = ["OpenAIProvider"]
 _REASONING_FAMILIES = re.compile(r"^(?:o\d|gpt-5|codex-)")
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HttpProvider):
     """Translation for OpenAI-compatible chat completions."""
 
     name = "openai"
+    path = "/chat/completions"
     key_env_vars: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEYS", "OPENAI_API_KEY")
     default_model = "gpt-4o-mini"
     capabilities = Capabilities(
@@ -70,12 +75,32 @@ class OpenAIProvider(Provider):
     """Whether the API takes ``messages[].name`` (never on tool messages: the spec has none there)."""
 
     def create_client(self, api_key: str) -> Any:
+        """The key's SDK client (for instructor), over the endpoint's shared connections."""
         import openai
 
-        return openai.OpenAI(api_key=api_key, **self.sdk_options())
+        return openai.OpenAI(api_key=api_key, http_client=self.endpoint().client, **self.sdk_options())
 
     def warm_client(self, client: Any) -> None:
         _ = client.chat.completions.with_raw_response  # imports the chat resources (~0.8 s)
+
+    def auth_headers(self, api_key: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"}
+
+    def stream_params(self, params: dict[str, Any]) -> None:
+        params["stream"] = True
+        params.setdefault("stream_options", {"include_usage": True})
+
+    def read_json(self, data: dict[str, Any], headers: Mapping[str, str], request: Request) -> ProviderReply:
+        response = self.parse_completion(data, headers, LazySDKObject(lambda: _sdk_completion(data)))
+        return ProviderReply(response, self.limit_state(headers))
+
+    def read_events(self, headers: Mapping[str, str], request: Request) -> OpeningEvents:
+        params = request.extra.get("stream_options")
+        wants_usage = bool((params if isinstance(params, Mapping) else {"include_usage": True}).get(
+            "include_usage"))  # fmt: skip
+        request_id = headers.get("x-request-id")
+        stream = OpenAIStream(self.name, request.model, request_id, wants_usage, self.usage_of)
+        return OpeningEvents(StreamDelta(request_id=request_id, limits=self.limit_state(headers)), stream)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -234,6 +259,13 @@ class OpenAIProvider(Provider):
             raise map_sdk_error(exc, openai, self.name, self.limit_state) from exc
         finally:
             http.close()
+
+
+def _sdk_completion(data: dict[str, Any]) -> Any:
+    """The openai SDK's ChatCompletion of a reply's JSON (for ``Response.raw``)."""
+    from openai.types.chat import ChatCompletion
+
+    return ChatCompletion.construct(**data)
 
 
 def _tool_call(call: Any) -> ToolCall:

@@ -78,6 +78,7 @@ def run_structured(loop: RetryLoop, request: Request) -> Response:
     backend = backend_for(loop.pool.provider)  # a provider without structured outputs says so now
     backend.params(request)
     call = _StructuredCall(loop, backend, model, max_reasks, mode)
+    loop.pool.warm_sdk()  # instructor needs each key's SDK client: made before any capacity is taken
     response = loop.execute(request, send=call.send, cancel=request.cancel)
     if call.failure is not None:
         raise call.error(response) from call.failure
