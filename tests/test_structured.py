@@ -404,3 +404,9 @@ def test_a_pydantic_user_error_inside_instructor_is_not_retried(server, provider
         status = client.status()["client_statuses"][0]
     assert server.requests == []
     assert (status["requests"], status["error_count"], status["state"]) == (1, 0, "healthy")
+
+
+def test_one_reply_that_never_validated_is_said_in_the_singular(server):
+    server.script(not_paris())
+    with make(server, "openai") as client, pytest.raises(StructuredOutputError, match="after 1 reply: "):
+        client.complete("Tell me about Paris", response_model=CityInfo, max_reasks=0)

@@ -81,6 +81,7 @@ from llmkit.batch.result import BatchResult, ItemError
 from llmkit.errors import LLMError
 from llmkit.response_json import answer_from_json, answer_to_json
 from llmkit.types import Response
+from llmkit.wording import plural
 
 __all__ = [
     "CheckpointError",
@@ -263,7 +264,7 @@ class _CheckpointFile:
     def cut(self, length: int) -> None:
         """Drop a torn last line (a write killed halfway)."""
         torn = os.fstat(self._fd).st_size - length
-        logger.warning("%s: ignoring a torn last line (%d bytes)", self.path, torn)
+        logger.warning("%s: ignoring a torn last line (%s)", self.path, plural(torn, "byte"))
         try:
             os.ftruncate(self._fd, length)
             os.fsync(self._fd)
@@ -399,12 +400,12 @@ def _check_inputs(
         raise CheckpointMismatchError(_mismatch_message(where, changed, unknown, inputs.model_name))
     if legacy:
         logger.warning(
-            "%s: %d records were written by an older llmkit, whose hash covers only each item's "
+            "%s: %s written by an older llmkit, whose hash covers only each item's "
             "messages and own arguments; they are reused as they are. If the batch's model=, "
             "system_prompt=, temperature= (or another argument) or an image's bytes changed since, "
             "pass a new checkpoint file.",
             where,
-            legacy,
+            plural(legacy, "record was", "records were"),
         )
     return digests
 
@@ -430,7 +431,8 @@ def _mismatch_message(where: str, changed: Mapping[str, list[Any]], unknown: lis
         for reason, ids in changed.items()
     ]
     if unknown:
-        said.append(f"{len(unknown)} ids are not in this batch ({_some(unknown)})")
+        are = "is" if len(unknown) == 1 else "are"
+        said.append(f"{plural(len(unknown), 'id')} {are} not in this batch ({_some(unknown)})")
     return (
         f"{where} was written for other inputs: {'; '.join(said)}. Nothing was changed or sent. "
         "Run with the inputs it was written for to resume it, or pass a new checkpoint file "

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmkit.cli._common import fake_keys, plain, table
+from llmkit.cli._common import fake_keys, plain, plural, table
 
 if TYPE_CHECKING:
     from llmkit.config import RateLimit
@@ -250,9 +250,10 @@ def run(
 def report(scenario: Scenario, outcomes: list[Outcome], requests: int, threads: int, keys: int) -> str:
     lim = scenario.limits
     limits = ", ".join(f"{k}={v:g}/min" for k, v in lim.per_minute().items() if v)
+    sent = f"{plural(requests, 'request')}, {plural(threads, 'thread')}, {plural(keys, 'key')}"
     head = (
-        f"scenario '{scenario.name}' ({scenario.provider}): {requests} requests, {threads} threads, "
-        f"{keys} keys; per key: {limits}, burst {held_seconds(lim):g} s"
+        f"scenario '{scenario.name}' ({scenario.provider}): {sent}; "
+        f"per key: {limits}, burst {held_seconds(lim):g} s"
     )
     rows = [
         [

@@ -44,6 +44,7 @@ from llmkit.providers.base import ProviderReply
 from llmkit.structured.backends import StructuredBackend, backend_for
 from llmkit.structured.models import check_max_reasks, check_response_model, instructor_mode
 from llmkit.types import Response, Usage
+from llmkit.wording import plural
 
 if TYPE_CHECKING:
     from llmkit.engine.loop import RetryLoop
@@ -271,7 +272,8 @@ class _StructuredCall:
         if isinstance(self.failure, IncompleteOutputException):
             message = f"The reply was cut off by max_tokens before a complete {name}: raise max_tokens."
         else:
-            message = f"The reply did not validate as {name} after {self.replies} replies: {_summary(errors)}"
+            replies = plural(self.replies, "reply", "replies")
+            message = f"The reply did not validate as {name} after {replies}: {_summary(errors)}"
         logger.info("structured output failed: %s", message)
         return StructuredOutputError(
             message,
