@@ -197,3 +197,20 @@ def test_an_old_answer_that_may_have_lost_blocks_is_a_miss(changes: dict[str, An
     assert len(calls) == 1 and response.content == "fresh" and response.cached is False
     rewritten = decode_response(backend.get(cache_key("openai", request)) or "")
     assert rewritten.content == "fresh"  # written again in the current format
+
+
+def test_an_async_hit_gives_back_the_live_answer_too(wire: WireServer) -> None:
+    import asyncio
+
+    from llmkit import AsyncLLMClient
+
+    wire.script(json_reply(json.loads(fixture("anthropic_message_thinking_tool_use.json"))))
+    with client_for(wire, "anthropic", CLAUDE, MemoryCache()) as client:
+
+        async def twice() -> tuple[Response, Response]:
+            aclient = AsyncLLMClient.wrap(client)
+            return await aclient.complete("Hi", temperature=0), await aclient.complete("Hi", temperature=0)
+
+        live, hit = asyncio.run(twice())
+    assert len(wire.recorded) == 1 and hit.cached is True
+    assert has_thinking_with_signatures(hit) and same_answer(hit, live) == live
