@@ -38,6 +38,8 @@ _EXPORTS: dict[str, str] = {
     "ToolCall": "llmkit.types",
     "TextPart": "llmkit.types",
     "ImagePart": "llmkit.types",
+    "ThinkingPart": "llmkit.types",
+    "ServerToolPart": "llmkit.types",
     "LLMConfig": "llmkit.config",
     "RateLimit": "llmkit.config",
     "RateLimitConfig": "llmkit.config",
@@ -123,4 +125,14 @@ if TYPE_CHECKING:
     from llmkit.middleware import LoggingMiddleware
     from llmkit.session import Session, SessionManager
     from llmkit.streaming import TextStream
-    from llmkit.types import ImagePart, Message, MessageRole, Response, TextPart, ToolCall, Usage
+    from llmkit.types import (
+        ImagePart,
+        Message,
+        MessageRole,
+        Response,
+        ServerToolPart,
+        TextPart,
+        ThinkingPart,
+        ToolCall,
+        Usage,
+    )

@@ -74,8 +74,10 @@ def _resolve_rate_limits(
         if len(limits) == 1:
             return limits * count
         if len(limits) != count:
+            from llmkit.wording import plural
+
             raise ConfigurationError(
-                f"rate_limit has {len(limits)} entries for {count} keys: "
+                f"rate_limit has {plural(len(limits), 'entry', 'entries')} for {plural(count, 'key')}: "
                 "give one for all keys or one per key."
             )
         return limits

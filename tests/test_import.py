@@ -33,3 +33,17 @@ def test_public_api_is_complete():
     for name in names:
         assert getattr(llmkit, name) is not None
         assert name in llmkit.__all__
+
+
+def test_thinking_and_server_tool_parts_come_from_the_package_root():
+    import llmkit
+    from llmkit import blocks, types
+
+    for name in ("ThinkingPart", "ServerToolPart"):
+        assert name in llmkit.__all__
+        assert getattr(llmkit, name) is getattr(types, name) is getattr(blocks, name)
+
+
+def test_the_block_parts_import_without_pydantic_or_an_sdk():
+    modules = loaded_after("import llmkit\nfrom llmkit import ServerToolPart, TextPart, ThinkingPart")
+    assert not {m for m in HEAVY if m in modules}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections.abc import Callable
 
 import pytest
 from pydantic import BaseModel, Field
@@ -335,3 +336,77 @@ def test_a_failure_to_take_a_reasks_capacity_is_raised_not_swallowed(server, mon
     server.script(not_paris(), paris())
     with make(server, "openai", keys=(KEY1,)) as client, pytest.raises(SharedLimitsUnavailableError):
         client.complete("Tell me about Paris", response_model=CityInfo)
+
+
+class NotFullyDefined(BaseModel):
+    name: str
+    child: Undefined  # type: ignore[name-defined]  # noqa: F821 - a forward reference nothing resolves
+
+
+class NoJsonSchema(BaseModel):
+    name: str
+    callback: Callable[[], int]
+
+
+class Opaque:
+    """A class pydantic has no schema for."""
+
+
+class ArbitraryField(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+    thing: Opaque
+
+
+@pytest.mark.parametrize("provider", [*PROVIDERS, "google"])
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        (lambda: NotFullyDefined, "NotFullyDefined.*not fully defined.*Undefined"),
+        (lambda: NoJsonSchema, "NoJsonSchema.*JSON schema"),
+        (lambda: ArbitraryField, "ArbitraryField.*JSON schema"),
+    ],
+    ids=["forward-reference", "callable-field", "arbitrary-type"],
+)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_response_model_pydantic_cannot_use_fails_at_once(server, provider, model, says, mode):
+    """A user's model error is the caller's to fix: raised before a key is taken, never retried."""
+    import asyncio
+
+    from llmkit import AsyncLLMClient
+
+    if provider == "google":
+        client = LLMClient("google", api_keys=[KEY1], base_url=server.url, settings=load_settings(environ={}),
+                           retry_delay=0.01)  # fmt: skip
+    else:
+        client = make(server, provider, keys=(KEY1,))
+    with client:
+        with pytest.raises(InvalidRequestError, match=f"(?s)response_model {says}") as caught:
+            if mode == "sync":
+                client.complete("Tell me about Paris", response_model=model())
+            else:
+                aclient = AsyncLLMClient.wrap(client)
+                asyncio.run(aclient.complete("Tell me about Paris", response_model=model()))
+        status = client.status()["client_statuses"][0]
+    assert server.requests == []
+    assert (status["requests"], status["error_count"], status["state"]) == (0, 0, "healthy")
+    assert "pydantic" in type(caught.value.__cause__).__module__
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_pydantic_user_error_inside_instructor_is_not_retried(server, provider, monkeypatch):
+    """Should the class pass the early check and fail inside instructor, it is still not a provider error."""
+    import llmkit.structured.run as run
+
+    monkeypatch.setattr(run, "check_model_is_usable", lambda model: None)
+    with make(server, provider, keys=(KEY1,), max_retries=3) as client:
+        with pytest.raises(InvalidRequestError, match="response_model NotFullyDefined cannot be used"):
+            client.complete("Tell me about Paris", response_model=NotFullyDefined)
+        status = client.status()["client_statuses"][0]
+    assert server.requests == []
+    assert (status["requests"], status["error_count"], status["state"]) == (1, 0, "healthy")
+
+
+def test_one_reply_that_never_validated_is_said_in_the_singular(server):
+    server.script(not_paris())
+    with make(server, "openai") as client, pytest.raises(StructuredOutputError, match="after 1 reply: "):
+        client.complete("Tell me about Paris", response_model=CityInfo, max_reasks=0)

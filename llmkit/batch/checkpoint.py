@@ -1,15 +1,24 @@
 """Batch checkpoints: the JSON-lines file that makes ``client.batch`` resumable.
 
 A JSON-lines file, locked for the batch's lifetime: one line per finished
-item (id, input hash, status, content, usage, cost, model, key fingerprint,
-finish reason, parsed model, or error type and message), appended with one
-``write`` and ``fsync``-ed. ``fsync="line"`` (the default) costs about 2 ms a
-line on an ext4 VM disk, which caps a batch near 500 items/s;
-``fsync="batch"`` (about 50 us a line) syncs with the first line written a
-second or more after the last sync, and at the end: a killed *process* still
-loses nothing (the lines are in the kernel), a power cut may lose the lines
-since the last sync. A rerun with the same file skips the items that
-succeeded and retries the failed ones (``retry_failed=False`` keeps them).
+item (id, input hash, status, then the error's type and message, or the
+answer and the parsed model), appended with one ``write`` and ``fsync``-ed.
+``fsync="line"`` (the default) costs about 2 ms a line on an ext4 VM disk,
+which caps a batch near 500 items/s; ``fsync="batch"`` (about 50 us a line)
+syncs with the first line written a second or more after the last sync,
+and at the end: a killed *process* still loses nothing (the lines are in
+the kernel), a power cut may lose the lines since the last sync. A rerun
+with the same file skips the items that succeeded and retries the failed
+ones (``retry_failed=False`` keeps them).
+
+**What a line keeps of an answer**: all of it, as :mod:`llmkit.response_json`
+writes it (content, model, provider, finish reason, every usage count,
+tool calls, request id, and when set the refusal, the parts: thinking blocks
+with their signatures, server tool blocks, and ``fallback_index``), with
+the call's cost, key fingerprint, latency (to 0.1 ms) and attempts; not
+the SDK's ``raw`` object. A resumed batch gives back the Responses the live
+calls gave. Lines of the older form (three usage counts, no refusal or
+parts) load with the other counts at 0 and no parts.
 
 **Other inputs.** Each line carries the digest of everything that changes
 its answer (:mod:`llmkit.batch.digest`): the item's messages (images by
@@ -70,7 +79,9 @@ from llmkit.batch.digest import InputDigest, changed_parts, is_current
 from llmkit.batch.items import _Item, plain_json
 from llmkit.batch.result import BatchResult, ItemError
 from llmkit.errors import LLMError
-from llmkit.types import Response, ToolCall, Usage
+from llmkit.response_json import answer_from_json, answer_to_json
+from llmkit.types import Response
+from llmkit.wording import plural
 
 __all__ = [
     "CheckpointError",
@@ -83,7 +94,6 @@ __all__ = [
 logger = logging.getLogger("llmkit.batch")
 
 _BATCH_FSYNC_INTERVAL = 1.0
-_USAGE_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens")
 
 
 class CheckpointError(LLMError, ValueError):
@@ -115,20 +125,23 @@ def _ok_record(item: _Item, digest: str, response: Response, parsed: Any) -> dic
         "index": item.index,
         "hash": digest,
         "status": "ok",
-        "content": response.content,
-        "model": response.model,
-        "provider": response.provider,
-        "finish_reason": response.finish_reason,
-        "usage": {name: getattr(response.usage, name) for name in _USAGE_FIELDS},
+        **_answer_of(response),
         "cost": response.cost,
         "key_id": response.key_id,
-        "request_id": response.request_id,
         "latency": round(response.latency, 4),
         "attempts": response.attempts,
-        "tool_calls": [call.to_dict() for call in response.tool_calls],
         "parsed": None if parsed is None else json.loads(json.dumps(parsed, default=plain_json)),
         "time": round(time.time(), 3),
     }
+
+
+def _answer_of(response: Response) -> dict[str, Any]:
+    """The answer's fields; a part that cannot be written is left out (the answer is never lost)."""
+    try:
+        return answer_to_json(response)
+    except ValueError as exc:
+        logger.warning("the checkpoint keeps the answer without its parts: %s", exc)
+        return answer_to_json(replace(response, parts=()))
 
 
 def _error_record(item: _Item, digest: str, error: ItemError) -> dict[str, Any]:
@@ -143,17 +156,10 @@ def _error_record(item: _Item, digest: str, error: ItemError) -> dict[str, Any]:
 
 
 def _response_from(rec: Mapping[str, Any]) -> Response:
-    usage = rec.get("usage") or {}
     return Response(
-        content=rec.get("content") or "",
-        model=rec.get("model") or "",
-        provider=rec.get("provider") or "",
-        finish_reason=rec.get("finish_reason"),
-        usage=Usage(**{name: int(usage.get(name) or 0) for name in _USAGE_FIELDS}),
+        **answer_from_json(rec),
         latency=float(rec.get("latency") or 0.0),
-        request_id=rec.get("request_id"),
         key_id=rec.get("key_id"),
-        tool_calls=tuple(ToolCall.from_dict(c) for c in rec.get("tool_calls") or ()),
         cost=rec.get("cost"),
         attempts=int(rec.get("attempts") or 1),
     )
@@ -258,7 +264,7 @@ class _CheckpointFile:
     def cut(self, length: int) -> None:
         """Drop a torn last line (a write killed halfway)."""
         torn = os.fstat(self._fd).st_size - length
-        logger.warning("%s: ignoring a torn last line (%d bytes)", self.path, torn)
+        logger.warning("%s: ignoring a torn last line (%s)", self.path, plural(torn, "byte"))
         try:
             os.ftruncate(self._fd, length)
             os.fsync(self._fd)
@@ -394,12 +400,12 @@ def _check_inputs(
         raise CheckpointMismatchError(_mismatch_message(where, changed, unknown, inputs.model_name))
     if legacy:
         logger.warning(
-            "%s: %d records were written by an older llmkit, whose hash covers only each item's "
+            "%s: %s written by an older llmkit, whose hash covers only each item's "
             "messages and own arguments; they are reused as they are. If the batch's model=, "
             "system_prompt=, temperature= (or another argument) or an image's bytes changed since, "
             "pass a new checkpoint file.",
             where,
-            legacy,
+            plural(legacy, "record was", "records were"),
         )
     return digests
 
@@ -425,7 +431,8 @@ def _mismatch_message(where: str, changed: Mapping[str, list[Any]], unknown: lis
         for reason, ids in changed.items()
     ]
     if unknown:
-        said.append(f"{len(unknown)} ids are not in this batch ({_some(unknown)})")
+        are = "is" if len(unknown) == 1 else "are"
+        said.append(f"{plural(len(unknown), 'id')} {are} not in this batch ({_some(unknown)})")
     return (
         f"{where} was written for other inputs: {'; '.join(said)}. Nothing was changed or sent. "
         "Run with the inputs it was written for to resume it, or pass a new checkpoint file "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, overload
 
 from llmkit.types import Response, Usage
+from llmkit.wording import plural
 
 __all__ = ["BatchInterrupted", "BatchResult", "ItemError"]
 
@@ -20,9 +21,8 @@ class BatchInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped the batch; ``result`` holds what finished (``None`` where not)."""
 
     def __init__(self, result: BatchResult) -> None:
-        super().__init__(
-            f"Batch interrupted: {result.done} of {len(result)} items done, {result.pending} not run"
-        )
+        items = plural(len(result), "item")
+        super().__init__(f"Batch interrupted: {result.done} of {items} done, {result.pending} not run")
         self.result = result
 
 
@@ -66,7 +66,7 @@ class BatchResult(Sequence[Any]):
 
     def __repr__(self) -> str:
         return (
-            f"BatchResult({len(self)} items: {self.succeeded} ok, {self.failed} failed, "
+            f"BatchResult({plural(len(self), 'item')}: {self.succeeded} ok, {self.failed} failed, "
             f"{self.pending} not run, {self.skipped} from checkpoint)"
         )
 

@@ -68,6 +68,7 @@ from llmkit.batch.progress import _Progress, _sigint_to_flag
 from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
 from llmkit.errors import CapacityTimeoutError, InvalidRequestError, LLMError, PoolClosedError
 from llmkit.types import Response
+from llmkit.wording import plural
 
 __all__ = ["Submit", "run_batch"]
 
@@ -181,7 +182,7 @@ class _Runner:
 
     def _abandon(self) -> None:
         if self.pending:
-            logger.warning("Abandoned %d items in flight: they are not in the checkpoint", len(self.pending))
+            logger.warning("Abandoned %s in flight: not in the checkpoint", plural(len(self.pending), "item"))
             self.pending.clear()
 
     def _start(self, item: _Item) -> None:
@@ -365,8 +366,8 @@ def _resume_and_run(
         runner.store = store
     runner.queue.extend(item for item in plan if runner.values[item.pos] is None)
     logger.info(
-        "batch: %d items, %d from the checkpoint, concurrency %d",
-        len(plan), runner.skipped, runner.options.concurrency,
+        "batch: %s, %d from the checkpoint, concurrency %d",
+        plural(len(plan), "item"), runner.skipped, runner.options.concurrency,
     )  # fmt: skip
     runner.progress = _Progress(progress, len(plan), runner.values, runner.responses)
     try:

@@ -13,10 +13,22 @@ max_tokens, stop, the extra provider parameters, and the JSON schema of
 ``response_model`` when one is set. Timeouts and retry settings are not part
 of it: they do not change the answer.
 
-A stored response is JSON: content, model, provider, finish_reason, usage,
-tool_calls, request_id and the structured object (``model_dump(mode="json")``,
-validated again with the request's ``response_model`` when read). The SDK's
-``raw`` object and the key id are never stored.
+A stored response is JSON: the answer as :mod:`llmkit.response_json` writes
+it (content, model, provider, finish_reason, every usage count, tool_calls,
+request_id, refusal, the parts: thinking blocks with their signatures and the
+blocks of server tools, and fallback_index) and the structured object
+(``model_dump(mode="json")``, validated again with the request's
+``response_model`` when read). A hit is the Response the live call gave,
+but for what describes the call: ``cached=True``, ``cost=0.0``,
+``attempts=0``, its own ``latency``, no ``key_id``. The SDK's ``raw``
+object and the key id are never stored. A response whose parts the cache
+cannot write back exactly is not cached.
+
+Entries of the first format (``"v": 1``: usage as three numbers, no refusal
+or parts) still load when they hold a plain answer; one with tool calls or a
+``refusal``/``pause_turn`` finish is a miss (it may lack the refusal text or
+the thinking blocks that must go back with a tool result), and the call's
+answer replaces it.
 """
 
 from __future__ import annotations
@@ -51,7 +63,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
-FORMAT_VERSION = 1
+KEY_VERSION = 1  # part of every key: a new value orphans every entry
+ENTRY_VERSION = 2  # the stored form; 2 keeps refusals, parts and every usage count
+_FIRST_ENTRY_VERSION = 1  # usage as three numbers; no refusal, parts or fallback_index
 TimeSource = Callable[[], float]
 
 
@@ -146,7 +160,7 @@ def cache_key(provider: str, request: Request, endpoint: str | None = None) -> s
     two local models) never share answers.
     """
     doc: dict[str, Any] = {
-        "v": FORMAT_VERSION,
+        "v": KEY_VERSION,
         "provider": provider,
         "model": request.model,
         "system": request.system,
@@ -187,17 +201,12 @@ def _adapter(response_model: Any) -> Any:
 
 def encode_response(response: Response, response_model: Any = None) -> str:
     """The JSON stored for ``response`` (raises UncacheableError if it cannot be)."""
-    usage = response.usage
-    data: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "content": response.content,
-        "model": response.model,
-        "provider": response.provider,
-        "finish_reason": response.finish_reason,
-        "usage": [usage.input_tokens, usage.output_tokens, usage.cached_input_tokens],
-        "tool_calls": [call.to_dict() for call in response.tool_calls],
-        "request_id": response.request_id,
-    }
+    from llmkit.response_json import answer_to_json
+
+    try:
+        data: dict[str, Any] = {"v": ENTRY_VERSION, **answer_to_json(response)}
+    except ValueError as exc:  # a part of a type the cache cannot write back
+        raise UncacheableError(str(exc)) from exc
     if response_model is not None:
         if response.parsed is None:
             raise UncacheableError("a structured response without its parsed object")
@@ -213,12 +222,21 @@ def encode_response(response: Response, response_model: Any = None) -> str:
 
 
 def decode_response(text: str, response_model: Any = None, latency: float = 0.0) -> Response:
-    """A cached Response (``cached=True``, ``cost=0.0``) from its JSON; ValueError if it is unusable."""
-    from llmkit.types import Response, ToolCall, Usage
+    """A cached Response (``cached=True``, ``cost=0.0``) from its JSON; ValueError if it is unusable.
+
+    An entry of the first format (``"v": 1``) is read as it was written when
+    it holds a plain answer, and is unusable (a miss) when it may have lost
+    what the caller needs to act on: a refusal's text, or the thinking and
+    server tool blocks that go back with tool calls or a paused turn.
+    """
+    from llmkit.response_json import answer_from_json
+    from llmkit.types import Response
 
     data = json.loads(text)
-    if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+    if not isinstance(data, dict) or data.get("v") not in (ENTRY_VERSION, _FIRST_ENTRY_VERSION):
         raise ValueError("not a cache entry of this llmkit version")
+    if data["v"] == _FIRST_ENTRY_VERSION and _may_have_lost_blocks(data):
+        raise ValueError("an entry of the first format, which kept no refusal or thinking blocks")
     parsed = None
     if response_model is not None:
         if "parsed" not in data:
@@ -226,17 +244,10 @@ def decode_response(text: str, response_model: Any = None, latency: float = 0.0)
         validate = getattr(response_model, "model_validate", None)
         raw = data["parsed"]
         parsed = validate(raw) if validate else _adapter(response_model).validate_python(raw)
-    return Response(
-        content=data["content"],
-        model=data["model"],
-        provider=data["provider"],
-        finish_reason=data["finish_reason"],
-        usage=Usage(*data["usage"]),
-        latency=latency,
-        request_id=data.get("request_id"),
-        tool_calls=tuple(ToolCall.from_dict(c) for c in data["tool_calls"]),
-        cost=0.0,
-        cached=True,
-        attempts=0,
-        parsed=parsed,
-    )
+    answer = answer_from_json(data)
+    return Response(**answer, latency=latency, cost=0.0, cached=True, attempts=0, parsed=parsed)
+
+
+def _may_have_lost_blocks(entry: dict[str, Any]) -> bool:
+    """Whether a first-format entry may lack a refusal, thinking or server tool blocks its answer needs."""
+    return bool(entry.get("tool_calls")) or entry.get("finish_reason") in ("refusal", "pause_turn")

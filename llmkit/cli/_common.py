@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from llmkit.wording import plural
+
 if TYPE_CHECKING:
     from llmkit.client import LLMClient
     from llmkit.types import Response
@@ -218,11 +220,6 @@ def _limits_text(limits: dict[str, Any]) -> str:
         learned = "" if info.get("source") == "configured" else " (learned)"
         parts.append(f"{name}={info.get('per_minute') or 0:g}{learned}")
     return ", ".join(parts) or "no limits"
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 key``, ``2 keys``."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def err(text: str) -> None:

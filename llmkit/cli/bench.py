@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from llmkit.cli._common import fake_keys, plain, table
+from llmkit.cli._common import fake_keys, plain, plural, table
 
 if TYPE_CHECKING:
     from llmkit.config import RateLimit
@@ -283,9 +283,10 @@ def run(scenario: Scenario, contenders: list[str], requests: int, threads: int, 
 def report(scenario: Scenario, outcomes: list[Outcome], requests: int, threads: int, keys: int) -> str:
     lim = scenario.limits
     limits = ", ".join(f"{k}={v:g}/min" for k, v in lim.per_minute().items() if v)
+    sent = f"{plural(requests, 'request')}, {plural(threads, 'thread')}, {plural(keys, 'key')}"
     head = (
-        f"scenario '{scenario.name}' ({scenario.provider}): {requests} requests, {threads} threads, "
-        f"{keys} keys; per key: {limits}, enforced {lim.style}"
+        f"scenario '{scenario.name}' ({scenario.provider}): {sent}; "
+        f"per key: {limits}, enforced {lim.style}"
     )
     rows = [
         [o.contender, o.ok, o.failed, f"{o.wall:.2f}", f"{100 * o.capacity_used:.1f}%", o.server_429,

@@ -158,7 +158,7 @@ def summary(args: argparse.Namespace, run: DemoRun) -> str:
     total = sum(k.get("requests", 0) for k in m.get("by_key", {}).values()) or 1
     for key_id, k in sorted(m.get("by_key", {}).items()):
         share = 100 * k.get("requests", 0) / total
-        rows.append([f"share of {key_id}", f"{k.get('requests', 0)} requests ({share:.1f}%)"])
+        rows.append([f"share of {key_id}", f"{plural(k.get('requests', 0), 'request')} ({share:.1f}%)"])
     return "summary\n" + kv_table(rows)
 
 

@@ -31,6 +31,7 @@ the raw completion) live in the backends the adapters name
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from llmkit.providers.base import ProviderReply
 from llmkit.structured.backends import StructuredBackend, backend_for
 from llmkit.structured.models import check_max_reasks, check_response_model, instructor_mode
 from llmkit.types import Response, Usage
+from llmkit.wording import plural
 
 if TYPE_CHECKING:
     from llmkit.engine.loop import RetryLoop
@@ -61,6 +63,12 @@ DEFAULT_MAX_REASKS = 2
 _ERRORS_IN_MESSAGE = 3
 
 
+def _pydantic_user_errors() -> tuple[type[BaseException], ...]:
+    from pydantic import PydanticUndefinedAnnotation, PydanticUserError
+
+    return (PydanticUserError, PydanticUndefinedAnnotation)
+
+
 def run_structured(loop: RetryLoop, request: Request) -> Response:
     """Send a ``response_model`` request through the pool; the Response carries ``parsed``.
 
@@ -71,6 +79,7 @@ def run_structured(loop: RetryLoop, request: Request) -> Response:
     sent when these or the model are wrong.
     """
     model = check_response_model(request.response_model)
+    check_model_is_usable(model)
     extra = dict(request.extra)
     max_reasks = check_max_reasks(extra.pop("max_reasks", DEFAULT_MAX_REASKS))
     mode = instructor_mode(extra.pop("instructor_mode", None))
@@ -83,6 +92,40 @@ def run_structured(loop: RetryLoop, request: Request) -> Response:
     if call.failure is not None:
         raise call.error(response) from call.failure
     return response
+
+
+@functools.lru_cache(maxsize=256)
+def _json_schema(model: Any) -> Any:
+    """The model's JSON schema, made once per class (a failure is not cached: a fixed class passes)."""
+    return model.model_json_schema()
+
+
+def check_model_is_usable(model: Any) -> None:
+    """InvalidRequestError now, before a key is taken, when pydantic cannot describe ``model``.
+
+    A class not fully defined (a forward reference nothing resolves) or a
+    field with no JSON schema (a callable, an arbitrary class) is the
+    caller's to fix: instructor would raise pydantic's own error on every
+    attempt, after the call took a key and its rate-limit capacity.
+    """
+    try:
+        _json_schema(model)
+    except _pydantic_user_errors() as exc:
+        raise _model_error(model, exc) from exc
+
+
+def _model_error(model: type[Any], exc: BaseException) -> InvalidRequestError:
+    """The InvalidRequestError for a pydantic user error raised by ``model``: what is wrong, how to fix it."""
+    from pydantic import PydanticInvalidForJsonSchema
+
+    name = getattr(model, "__name__", repr(model))
+    said = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, PydanticInvalidForJsonSchema):
+        said = (
+            f"pydantic cannot make its JSON schema ({said}); give every field a type "
+            "pydantic can describe as JSON (str, int, float, bool, lists, dicts, other models)"
+        )
+    return InvalidRequestError(f"response_model {name} cannot be used: {said}")
 
 
 class _ReplyLog:
@@ -196,6 +239,8 @@ class _StructuredCall:
         from pydantic import ValidationError
 
         cause = _root_cause(exc)
+        if isinstance(cause, _pydantic_user_errors()):  # the caller's class, whatever instructor made of it
+            raise _model_error(self.model, cause) from cause
         if any(cause is seen for seen in log.parse_errors) or isinstance(
             cause, (ValidationError, json.JSONDecodeError, IncompleteOutputException)
         ):
@@ -228,7 +273,8 @@ class _StructuredCall:
         if isinstance(self.failure, IncompleteOutputException):
             message = f"The reply was cut off by max_tokens before a complete {name}: raise max_tokens."
         else:
-            message = f"The reply did not validate as {name} after {self.replies} replies: {_summary(errors)}"
+            replies = plural(self.replies, "reply", "replies")
+            message = f"The reply did not validate as {name} after {replies}: {_summary(errors)}"
         logger.info("structured output failed: %s", message)
         return StructuredOutputError(
             message,

@@ -29,6 +29,7 @@ from llmkit.engine.estimate import estimate_input_tokens, heuristic_tokens
 from llmkit.errors import LLMError, PoolClosedError
 from llmkit.request import Request, build_request
 from llmkit.types import MessagesInput, Response, ToolCall, Usage
+from llmkit.wording import plural
 
 __all__ = ["AsyncMockLLMClient", "MockLLMClient"]
 
@@ -109,7 +110,7 @@ class MockLLMClient:
             self.calls.append(request)
             reply = next(self._replies, self.default)
         if reply is None:
-            raise LLMError(f"MockLLMClient ran out of responses after {len(self.calls) - 1} calls")
+            raise LLMError(f"MockLLMClient ran out of responses after {plural(len(self.calls) - 1, 'call')}")
         return reply(request) if callable(reply) and not isinstance(reply, type) else reply
 
     def _response(self, request: Request, reply: Reply) -> Response:
