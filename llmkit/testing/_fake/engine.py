@@ -69,6 +69,7 @@ class HttpReply:
     drop: bool = False
     cut_at: int | None = None
     cut_event: bytes | None = None
+    trickle: float = 0.0  # seconds per body byte (0: the body at once)
     on_done: Callable[[], None] | None = None
 
 
@@ -237,7 +238,7 @@ class Engine:
 
         headers = _replaced(self._headers(call, admission.state), late)
         reply = HttpReply(200, headers, delay=self.latency + sum(f.delay for f in late),
-                          on_done=done)
+                          trickle=max((f.trickle for f in late), default=0.0), on_done=done)
         reply_id = dialect.reply_id()
         if not info.stream:
             reply.body = _dumps(dialect.reply_body(info, out, reply_id))

@@ -132,7 +132,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if reply.events is None:
             head = self._head(reply, [("content-length", str(len(reply.body)))])
-            self.wfile.write(head + reply.body)
+            if reply.trickle:
+                self._trickle(head, reply.body, reply.trickle)
+            else:
+                self.wfile.write(head + reply.body)
             return
         self.wfile.write(self._head(reply, [("transfer-encoding", "chunked")]))
         for index, event in enumerate(reply.events):
@@ -147,6 +150,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(_chunk(event.data))
         self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self, head: bytes, body: bytes, seconds: float) -> None:
+        """The headers now, then the body one byte every ``seconds``."""
+        self.wfile.write(head)
+        self.wfile.flush()
+        for index in range(len(body)):
+            if not self._wait(seconds):
+                self._drop()
+                return
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
 
     def _drop(self) -> None:
         """Close the connection without (finishing) a reply."""

@@ -97,6 +97,9 @@ class Fault:
     * only ``delay`` and/or ``headers``: a normal reply, ``delay`` seconds late,
       whose headers of the names in ``headers`` are replaced by those raw values
       (poisoned rate-limit headers, see :meth:`poisoned_headers`).
+    * ``trickle=s`` (seconds): a normal reply whose headers come at once and whose
+      body then arrives one byte every ``s`` seconds (a server that is slow, not
+      silent: every read gets a byte before a per-read timeout).
     * ``after_deltas=N`` with ``status`` or ``drop``: on a streamed request, a
       normal stream that breaks after N content deltas, with an SSE error event
       (``status``) or a dropped connection (``drop``); a reply with N deltas
@@ -128,6 +131,7 @@ class Fault:
     provider: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
     body: Any = field(default=None, hash=False, compare=False)
+    trickle: float = 0.0
 
     def __post_init__(self) -> None:
         ways = (self.status is not None) + self.drop + self.malformed + self.out_of_credit
@@ -139,6 +143,8 @@ class Fault:
         if self.after_deltas is not None and (self.after_deltas < 0 or not ways or self.malformed
                                               or self.out_of_credit):
             raise ValueError("Fault: after_deltas needs status= or drop=True and must be >= 0")
+        if self.trickle < 0 or (self.trickle and ways):
+            raise ValueError("Fault: trickle= (seconds per body byte, >= 0) goes with a normal reply")
         if self.delay < 0 or (self.retry_after is not None and self.retry_after < 0):
             raise ValueError("Fault: delay and retry_after must be >= 0")
         if self.body is not None and not self.malformed:
@@ -217,6 +223,8 @@ class Fault:
             return "drop"
         if self.status is not None:
             return str(self.status)
+        if self.trickle:
+            return f"trickle {self.trickle:g}s/byte"
         return f"delay {self.delay:g}s" if self.delay or not self.headers else "headers"
 
 
