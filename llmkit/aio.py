@@ -1,13 +1,19 @@
-"""``AsyncLLMClient``: a thin asyncio layer over the same pool as :class:`~llmkit.LLMClient`.
+"""``AsyncLLMClient``: the asyncio face of :class:`~llmkit.LLMClient`, over the same pool.
 
 >>> async with AsyncLLMClient(provider="openai") as client:   # doctest: +SKIP
 ...     r = await client.complete("Hi")
 ...     async for text in client.stream("Write a haiku"):
 ...         print(text, end="")
 
-Nothing here is a second implementation: every call runs the blocking client's
-code on the pool's worker threads (``pool.executor()``), so limits, retries,
-middleware, costs and the cache behave exactly as they do for sync callers.
+An async call is a task on the event loop, not a job on a thread: it waits
+for its key in the pool's one queue (the same queue, limits and books as the
+sync callers), sends over the endpoint's async HTTP client, backs off with
+``asyncio.sleep`` and runs the same middleware (their ``acall``), so one
+event loop can keep hundreds of calls in flight. Three things still use a
+worker thread, each for that call alone: a middleware of yours without an
+``acall`` (the call's whole chain then runs in a thread), structured outputs
+(instructor's blocking path), and the Redis round trips of shared limits.
+
 The spec's manager API has its twin here too (``await`` the root
 ``llmkit.get_llm_manager()``, or use this module's)::
 
@@ -16,18 +22,11 @@ The spec's manager API has its twin here too (``await`` the root
     response = await client.complete(messages)
     await manager.close()
 
-Cancellation (``task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``):
-
-* a request still waiting for a key stops waiting at once: the worker's
-  ``threading.Event`` is set and the pool's waiters are woken, the worker
-  raises ``concurrent.futures.CancelledError`` out of ``KeyPool.acquire`` and
-  leaves the queue; a request still queued for a worker thread never runs;
-* a request whose HTTP call is in flight cannot be torn out of the blocking
-  SDK: its key is released when that call returns (the answer is dropped, and
-  it is not retried);
-* a stream releases its key when closed: at once with ``await stream.aclose()``
-  (or ``async with``, or dropping it), or, if a chunk read is in flight when
-  its task is cancelled, as soon as that read returns.
+Cancellation (``task.cancel()``, ``asyncio.wait_for``, ``asyncio.timeout``)
+ends a call at once wherever it is: waiting for a key (it leaves the queue),
+on the wire (the HTTP request is abandoned and the key given back, the answer
+unread), or in a backoff sleep. A stream releases its key when it ends, is
+closed (``await stream.aclose()``, ``async with``) or its task is cancelled.
 """
 
 from __future__ import annotations
@@ -36,189 +35,38 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from llmkit.client import LLMClient
+from llmkit.client import LLMClient, _set_cost
 from llmkit.manager import LLMManager, LLMProvider
 from llmkit.manager import get_llm_manager as _get_sync_manager
+from llmkit.stream_hooks import observer_for, settled_async
+from llmkit.streaming import AsyncTextStream
 
 if TYPE_CHECKING:
     from llmkit.batch import BatchResult
     from llmkit.config import RateLimit
     from llmkit.engine.pool import KeyPool
-    from llmkit.streaming import TextStream
-    from llmkit.types import MessagesInput, Response, ToolCall, Usage
+    from llmkit.request import Request
+    from llmkit.types import MessagesInput, Response
 
-__all__ = ["AsyncLLMClient", "AsyncLLMManager", "AsyncTextStream", "get_llm_manager"]
+__all__ = ["AsyncLLMClient", "AsyncLLMManager", "AsyncTextStream", "get_llm_manager", "run_in_thread"]
 
 _T = TypeVar("_T")
-_END = object()  # a finished stream (StopIteration cannot cross a Future)
 
 
-def _read(stream_ref: weakref.ref[TextStream]) -> Any:
-    """One chunk of a blocking stream, in a worker thread (``_END`` once it is over)."""
-    stream = stream_ref()
-    if stream is None:
-        return _END
-    return next(stream, _END)
-
-
-async def _run_cancellable(pool: KeyPool, fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
-    """Await ``fn(*args, **kw)`` on the pool's threads; cancelling stops its wait for a key."""
+async def run_in_thread(pool: KeyPool, fn: Callable[[Request], _T], request: Request) -> _T:
+    """Await ``fn(request)`` on the pool's threads; cancelling stops its waits (for a key, a backoff)."""
     cancel = threading.Event()
-    future = pool.executor().submit(fn, *args, _cancel=cancel, **kw)
+    future = pool.executor().submit(fn, replace(request, cancel=cancel))
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:
         cancel.set()
         pool.interrupt()
         raise
-
-
-class AsyncTextStream:
-    """``async for text in stream``; ``usage``, ``finish_reason``, ``tool_calls``, ``response`` once it ends.
-
-    Each chunk is read by one hop to a worker thread (``next`` on the blocking
-    :class:`~llmkit.TextStream`), so no thread is pinned between chunks and
-    closing an idle stream releases its key at once.
-    """
-
-    def __init__(self, stream: TextStream, pool: KeyPool, cancel: threading.Event) -> None:
-        self._stream = stream
-        self._pool = pool
-        self._cancel = cancel
-        self._reading: Future[Any] | None = None
-        self._finished = False
-
-    def __repr__(self) -> str:
-        return f"AsyncTextStream(provider={self.provider!r}, model={self.model!r}, done={self.done})"
-
-    def __aiter__(self) -> AsyncTextStream:
-        return self
-
-    async def __anext__(self) -> str:
-        if self._finished:
-            raise StopAsyncIteration
-        # The worker gets a weak reference: a stream dropped by its reader is closed at once,
-        # not whenever the worker thread lets go of its finished work item.
-        read = self._reading = self._pool.executor().submit(_read, weakref.ref(self._stream))
-        try:
-            item = await asyncio.wrap_future(read)
-        except asyncio.CancelledError:
-            self._abandon(read)
-            raise
-        except BaseException:
-            self._finished = True
-            raise
-        if item is _END:
-            self._finished = True
-            raise StopAsyncIteration
-        return item
-
-    def _abandon(self, read: Future[Any]) -> None:
-        """Stop: wake a wait for a key, and close the stream once the read in flight is over."""
-        self._finished = True
-        self._cancel.set()
-        self._pool.interrupt()
-        read.add_done_callback(lambda _: self._stream.close())
-
-    async def aclose(self) -> None:
-        """Stop early and release the key (at once, unless a chunk read is in flight). Idempotent."""
-        self.close()
-
-    def close(self) -> None:
-        """The same as :meth:`aclose`, callable without awaiting."""
-        read = self._reading
-        if read is not None and not read.done():
-            self._abandon(read)
-        else:
-            self._finished = True
-            self._stream.close()
-
-    async def __aenter__(self) -> AsyncTextStream:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
-
-    # -- what the blocking stream knows ----------------------------------------------
-
-    @property
-    def provider(self) -> str:
-        return self._stream.provider
-
-    @property
-    def model(self) -> str:
-        return self._stream.model
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._stream.usage
-
-    @property
-    def finish_reason(self) -> str | None:
-        return self._stream.finish_reason
-
-    @property
-    def request_id(self) -> str | None:
-        return self._stream.request_id
-
-    @property
-    def key_id(self) -> str | None:
-        """The fingerprint of the key serving the stream."""
-        return self._stream.key_id
-
-    @property
-    def attempts(self) -> int:
-        return self._stream.attempts
-
-    @property
-    def cost(self) -> float | None:
-        """US dollars, once the stream has ended (None: unpriced model)."""
-        return self._stream.cost
-
-    @property
-    def tool_calls(self) -> tuple[ToolCall, ...]:
-        """The tool calls of the turn (set when it ends)."""
-        return self._stream.tool_calls
-
-    @property
-    def refusal(self) -> str | None:
-        """The refusal message, when the model refused (``finish_reason`` is then ``"refusal"``)."""
-        return self._stream.refusal
-
-    @property
-    def thinking(self) -> str:
-        """The thinking text received so far."""
-        return self._stream.thinking
-
-    @property
-    def server_tool_calls(self) -> tuple[Any, ...]:
-        """The calls of tools the provider ran itself (never in ``tool_calls``)."""
-        return self._stream.server_tool_calls
-
-    @property
-    def parts(self) -> tuple[Any, ...]:
-        """The turn's blocks in order, when it held more than text (as ``Response.parts``)."""
-        return self._stream.parts
-
-    @property
-    def done(self) -> bool:
-        return self._stream.done
-
-    @property
-    def text(self) -> str:
-        """The text received so far."""
-        return self._stream.text
-
-    @property
-    def response(self) -> Response:
-        """The stream so far as a Response (complete once ``done``)."""
-        return self._stream.response
 
 
 class AsyncLLMClient:
@@ -255,13 +103,27 @@ class AsyncLLMClient:
 
     async def complete(self, messages: MessagesInput, **kwargs: Any) -> Any:
         """Await :meth:`LLMClient.complete <llmkit.LLMClient.complete>` (same arguments, same result)."""
-        return await _run_cancellable(self._pool, self.sync_client.complete, messages, **kwargs)
+        client = self.sync_client
+        include_response = kwargs.pop("include_response", False)
+        request = client._request(messages, kwargs)
+        response = await self._handle(request)
+        return client._result(request, response, include_response)
+
+    async def _handle(self, request: Request) -> Response:
+        handler = self.sync_client._ahandler
+        if handler is None:  # a middleware without acall: the whole chain in a worker thread
+            return await run_in_thread(self._pool, self.sync_client._handler, request)
+        return await handler(request)
 
     def stream(self, messages: MessagesInput, **kwargs: Any) -> AsyncTextStream:
         """Stream the answer: ``async for text in client.stream(...)``. Nothing is sent until iterated."""
-        cancel = threading.Event()
-        stream = self.sync_client.stream(messages, _cancel=cancel, **kwargs)
-        return AsyncTextStream(stream, self._pool, cancel)
+        client = self.sync_client
+        request, budget = client._stream_request(messages, kwargs)
+        deltas = settled_async(client._loop.stream_async(request), budget, lambda cost: _set_cost(ref, cost))
+        stream = AsyncTextStream(deltas, provider=client.provider, model=request.model,
+                                 on_end=observer_for(request, client._middleware))  # fmt: skip
+        ref = weakref.ref(stream)
+        return stream
 
     def stream_complete(self, messages: MessagesInput, **kwargs: Any) -> AsyncTextStream:
         """The spec's name for :meth:`stream`."""

@@ -10,22 +10,22 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, wait
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from llmkit.engine.loop import RetryLoop
 from llmkit.engine.pool import KeyPool
-from llmkit.errors import ConfigurationError
 from llmkit.fallback import Fallbacks
-from llmkit.middleware import Middleware, build_chain, builtin_middleware, stream_observers
-from llmkit.providers import canonical_name, provider_class
-from llmkit.providers.base import StreamDelta
+from llmkit.middleware import Middleware, build_async_chain, build_chain
+from llmkit.providers import provider_class
 from llmkit.request import Request, build_request
-from llmkit.streaming import StreamObserver, TextStream
-from llmkit.types import MessagesInput, Response, Usage
+from llmkit.stream_hooks import observer_for, settled
+from llmkit.streaming import TextStream
+from llmkit.types import MessagesInput, Response
 
 if TYPE_CHECKING:
     import os
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from llmkit.batch import BatchResult
     from llmkit.config import LLMConfig, PoolConfig, RateLimit, RetryPolicy, Settings
     from llmkit.costs import PriceTable
+    from llmkit.costs.budget import StreamBudget
     from llmkit.engine.clock import Clock
     from llmkit.engine.shared import SharedLimits
 
@@ -40,48 +41,6 @@ __all__ = ["LLMClient"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
-
-
-def _resolve_keys(
-    name: str, api_keys: Sequence[str] | str | None, settings: Settings, requires_key: bool
-) -> list[str]:
-    from llmkit.config import missing_key_message
-
-    if isinstance(api_keys, str):
-        api_keys = [api_keys]
-    keys = list(api_keys) if api_keys is not None else settings.api_keys(name)
-    for i, key in enumerate(keys):
-        if not isinstance(key, str) or not key.strip():
-            raise ConfigurationError(
-                f"api_keys[{i}] is empty or not a string: pass each key as a non-empty string."
-            )
-    keys = list(dict.fromkeys(k.strip() for k in keys))  # drop duplicates, keep order
-    if not keys:
-        if requires_key:
-            raise ConfigurationError(missing_key_message(name))
-        keys = ["no-key"]
-    return keys
-
-
-def _resolve_rate_limits(
-    rate_limit: RateLimit | Sequence[RateLimit | None] | None, count: int, settings: Settings, name: str
-) -> list[RateLimit | None]:
-    if rate_limit is None:
-        provider_settings = settings.provider(name)
-        return [provider_settings.rate_limit_for(i) for i in range(count)]
-    if isinstance(rate_limit, Sequence):
-        limits = list(rate_limit)
-        if len(limits) == 1:
-            return limits * count
-        if len(limits) != count:
-            from llmkit.wording import plural
-
-            raise ConfigurationError(
-                f"rate_limit has {plural(len(limits), 'entry', 'entries')} for {plural(count, 'key')}: "
-                "give one for all keys or one per key."
-            )
-        return limits
-    return [rate_limit] * count
 
 
 class LLMClient:
@@ -122,96 +81,47 @@ class LLMClient:
         clock: Clock | None = None,
         fallbacks: Sequence[Any] | None = None,
     ) -> None:
-        from llmkit.config import LLMConfig, PoolConfig, RetryPolicy, load_settings
+        from llmkit import assembly
+        from llmkit.config import load_settings
         from llmkit.config.checks import check_base_url
 
         base_url = check_base_url(base_url)  # as the YAML's is checked: before anything is sent
-
         settings = settings if settings is not None else load_settings(config_path)
-        chosen = provider or settings.default_provider()
-        if chosen is None:
-            from llmkit.config import missing_key_message
-
-            raise ConfigurationError(
-                "No provider given and none configured: pass provider='openai' (or another), "
-                "set LLM_DEFAULT_PROVIDER, or set a key. " + missing_key_message("openai")
-            )
-        name = canonical_name(chosen)
+        name = assembly.choose_provider(provider, settings)
         adapter_cls = provider_class(name)
         provider_settings = settings.provider(name)
-        defaults = provider_settings.settings.merged(
-            LLMConfig(
-                temperature=temperature,
-                max_tokens=max_tokens,
-                max_retries=max_retries,
-                retry_delay=retry_delay,
-                timeout=timeout,
-                system_prompt=system_prompt,
-            )
-        )
-        keys = _resolve_keys(name, api_keys, settings, adapter_cls.requires_key)
-        limits = _resolve_rate_limits(rate_limit, len(keys), settings, name)
-        pool_config = pool or settings.pool
-        if acquire_timeout is not None:
-            pool_config = pool_config.new(acquire_timeout=acquire_timeout)
-        retry = retry or RetryPolicy()
-        if defaults.max_retries is not None:
-            retry = retry.new(max_retries=defaults.max_retries)
-        if defaults.retry_delay is not None:
-            retry = retry.new(base_delay=defaults.retry_delay)
-        if not isinstance(pool_config, PoolConfig):
-            raise ConfigurationError("pool must be a llmkit.PoolConfig.")
+        defaults = assembly.call_defaults(
+            provider_settings, temperature=temperature, max_tokens=max_tokens, max_retries=max_retries,
+            retry_delay=retry_delay, timeout=timeout, system_prompt=system_prompt,
+        )  # fmt: skip
+        keys = assembly.resolve_keys(name, api_keys, settings, adapter_cls.requires_key)
+        limits = assembly.resolve_rate_limits(rate_limit, len(keys), settings, name)
+        config = assembly.pool_config(pool, settings, acquire_timeout)
+        endpoint = base_url or provider_settings.base_url
 
         self.provider = name
         self.model = model or provider_settings.default_model or adapter_cls.default_model
         self.defaults: LLMConfig = defaults
         self._config_file = settings.source
-        self._adapter = adapter_cls(base_url=base_url or provider_settings.base_url, timeout=defaults.timeout)
-        if isinstance(shared_limits, str):
-            from llmkit.backends.redis import RedisLimits
-
-            shared_limits = RedisLimits(shared_limits)
-        self._pool = KeyPool(
-            self._adapter,
-            keys,
-            rate_limits=limits,
-            pool_config=pool_config,
-            clock=clock,
-            shared_limits=shared_limits,
-        )
+        self._adapter = adapter_cls(base_url=endpoint, timeout=defaults.timeout)
+        self._pool = KeyPool(self._adapter, keys, rate_limits=limits, pool_config=config, clock=clock,
+                             shared_limits=assembly.shared_backend(shared_limits))  # fmt: skip
         self._loop = RetryLoop(
-            self._pool,
-            retry,
-            acquire_timeout=pool_config.acquire_timeout,
+            self._pool, assembly.retry_policy(retry, defaults), acquire_timeout=config.acquire_timeout,
             default_output_tokens=next((lim.expected_output_tokens for lim in limits if lim), None)
-            or defaults.max_tokens,
-            on_retry=on_retry,
-            on_giveup=on_giveup,
-        )
-        # Chain order (documented in llmkit.middleware): the user's, then logging, then metrics.
-        from llmkit.config.logging_setup import apply_logging_settings
-
-        builtins, self._metrics = builtin_middleware(
-            name,
-            log_level=log_level if log_level is not None else apply_logging_settings(settings.global_),
-            metrics=settings.global_.metrics_enabled if metrics is None else metrics,
-        )
-        # Then cost/budget and the cache, innermost (llmkit.costs, llmkit.cache).
-        from llmkit.cache import CacheMiddleware
-        from llmkit.costs import CostMiddleware, resolve_prices
-
-        self._cache = CacheMiddleware.for_client(cache, name, base_url or provider_settings.base_url)
-        self._cost = CostMiddleware(
-            resolve_prices(prices, getattr(settings, "prices", None)),  # hook: settings' price overrides
-            max_cost=max_cost,
-            cache_lookup=self._cache.lookup,
-        )
-        self._middleware = [*middleware, *builtins, self._cost, self._cache]
+            or defaults.max_tokens, on_retry=on_retry, on_giveup=on_giveup,
+        )  # fmt: skip
+        builtins = assembly.builtin_chain(name, settings, log_level=log_level, metrics=metrics, prices=prices,
+                                          max_cost=max_cost, cache=cache, endpoint=endpoint)  # fmt: skip
+        self._metrics, self._cost, self._cache = builtins.metrics, builtins.cost, builtins.cache
+        self._middleware = [*middleware, *builtins.chain]  # the user's first (see llmkit.middleware)
         # Fallbacks wrap the end of the chain (llmkit.fallback); none: self._send itself.
         self._fallbacks = Fallbacks.build(
             fallbacks, functools.partial(LLMClient, settings=settings, clock=clock), LLMClient
         )
         self._handler = build_chain(self._middleware, self._fallbacks.wrap(self._send))
+        # None when some middleware is sync-only: async calls then run the chain in a thread.
+        self._ahandler = build_async_chain(self._middleware, self._fallbacks.wrap_async(self._asend))
 
     def __repr__(self) -> str:
         return f"LLMClient(provider={self.provider!r}, model={self.model!r}, keys={len(self._pool.slots)})"
@@ -263,7 +173,11 @@ class LLMClient:
         """
         include_response = kwargs.pop("include_response", False)
         request = self._request(messages, kwargs)
-        response = self._handler(request)
+        return self._result(request, self._handler(request), include_response)
+
+    @staticmethod
+    def _result(request: Request, response: Response, include_response: bool) -> Any:
+        """What ``complete`` returns: the Response, or the validated model (with the Response)."""
         if request.response_model is None:
             return response
         return (response.parsed, response) if include_response else response.parsed
@@ -280,23 +194,30 @@ class LLMClient:
             return run_structured(self._loop, request)
         return self._loop.execute(request, cancel=request.cancel)
 
+    async def _asend(self, request: Request) -> Response:
+        """:meth:`_send` in asyncio: on the event loop (structured calls: instructor's, in a thread)."""
+        if request.response_model is not None:
+            from llmkit.aio import run_in_thread
+
+            return await run_in_thread(self._pool, self._send, request)
+        return await self._loop.execute_async(request)
+
     def stream(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """Stream the answer: iterate for text; ``usage`` is set once it ends."""
+        request, budget = self._stream_request(messages, kwargs)
+        deltas = self._loop.stream(request, request.cancel)
+        deltas = settled(deltas, budget, lambda cost: _set_cost(ref, cost))
+        stream = TextStream(deltas, provider=self.provider, model=request.model,
+                            on_end=observer_for(request, self._middleware))  # fmt: skip
+        ref = weakref.ref(stream)  # no cycle: an abandoned stream releases its key at once
+        return stream
+
+    def _stream_request(self, messages: MessagesInput,
+                        kwargs: dict[str, Any]) -> tuple[Request, StreamBudget]:  # fmt: skip
+        """A stream's request and budget, checked now (BudgetExceededError before anything is sent)."""
         kwargs.pop("cache", None)  # streams are never cached
         request = self._request(messages, kwargs, stream=True)
-        settle = self._cost.budget_stream(request, self.provider)  # refuses here, before sending
-
-        def charge(usage: Usage | None) -> None:
-            cost = settle(usage)
-            stream = stream_ref()
-            if stream is not None:
-                stream.cost = cost
-
-        deltas = _settled(self._loop.stream(request, request.cancel), charge)
-        stream = TextStream(deltas, provider=self.provider, model=request.model,
-                            on_end=_observer(request, self._middleware))  # fmt: skip
-        stream_ref = weakref.ref(stream)  # no cycle: an abandoned stream releases its key at once
-        return stream
+        return request, self._cost.budget_stream(request, self.provider)
 
     def stream_complete(self, messages: MessagesInput, **kwargs: Any) -> TextStream:
         """The spec's name for :meth:`stream`."""
@@ -313,8 +234,23 @@ class LLMClient:
         return self._pool.executor().submit(self.complete, messages, **kwargs)
 
     def map(self, prompts: Iterable[MessagesInput], **kwargs: Any) -> list[Response]:
-        """Complete many prompts concurrently; results in input order. The first error raises."""
-        futures = [self.submit(p, **dict(kwargs)) for p in prompts]
+        """Complete many prompts concurrently; results in input order.
+
+        The first error raises, and the calls not finished yet stop: those
+        not sent are never sent, those waiting for a key or a retry stop
+        waiting (calls already on the wire finish; their usage is counted).
+        """
+        prompts = list(prompts)
+        cancel = threading.Event()
+        futures = [self.submit(p, _cancel=cancel, **dict(kwargs)) for p in prompts]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in futures if f in finished and f.exception() is not None), None)
+        if failed is not None:
+            cancel.set()
+            self._pool.interrupt()
+            for future in futures:
+                future.cancel()
+            raise failed.exception()  # type: ignore[misc]
         return [f.result() for f in futures]
 
     def batch(
@@ -417,29 +353,8 @@ def _pick(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _observer(request: Request, middlewares: Sequence[Middleware]) -> StreamObserver | None:
-    """What tells the middleware that watch streams (logging, metrics) how one ended."""
-    hooks = stream_observers(middlewares)
-    if not hooks:
-        return None
-
-    def observe(response: Response, error: BaseException | None) -> None:
-        for hook in hooks:
-            try:
-                hook(request, response, error)
-            except Exception:  # one observer's bug must not hide the stream from the others
-                logger.exception("A stream observer failed: %r (the stream itself is unaffected)", hook)
-
-    return observe
-
-
-def _settled(deltas: Iterator[StreamDelta], settle: Callable[[Usage | None], None]) -> Iterator[StreamDelta]:
-    """Pass a stream through, then charge its usage (budget, usage totals) however it ends."""
-    usage = None
-    try:
-        for delta in deltas:
-            if delta.usage is not None:
-                usage = delta.usage
-            yield delta
-    finally:
-        settle(usage)
+def _set_cost(ref: weakref.ref[Any], cost: float | None) -> None:
+    """Put a stream's cost on it, if the stream still exists."""
+    stream = ref()
+    if stream is not None:
+        stream.cost = cost

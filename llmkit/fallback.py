@@ -37,7 +37,7 @@ whoever answered; ``stream()`` does not fall back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -64,6 +64,7 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 Send = Callable[["Request"], "Response"]
+AsyncSend = Callable[["Request"], Awaitable["Response"]]
 
 
 class FallbackTarget(Protocol):
@@ -77,6 +78,9 @@ class FallbackTarget(Protocol):
 
     def _send(self, request: Request) -> Response:
         """Send ``request`` through this target's own pool, limits and retries."""
+
+    async def _asend(self, request: Request) -> Response:
+        """:meth:`_send` in asyncio."""
 
     def close(self, timeout: float | None = ...) -> None: ...
 
@@ -151,26 +155,50 @@ class Fallbacks:
 
         return send_with_fallbacks
 
+    def wrap_async(self, send: AsyncSend) -> AsyncSend:
+        """:meth:`wrap` in asyncio."""
+        if not self.clients:
+            return send
+
+        async def send_with_fallbacks(request: Request) -> Response:
+            try:
+                return await send(request)
+            except LLMError as first:
+                if not should_fall_back(first):
+                    raise
+                error = first
+            for index, client in self._usable(request):
+                _announce(client, index, error)
+                try:
+                    response = await client._asend(request.with_changes(model=client.model))
+                except LLMError as next_error:
+                    error = _next(next_error, error)
+                    continue
+                return replace(response, fallback_index=index)
+            raise error
+
+        return send_with_fallbacks
+
     def _fall_back(self, request: Request, error: LLMError) -> Response:
+        for index, client in self._usable(request):
+            _announce(client, index, error)
+            try:
+                response = client._send(request.with_changes(model=client.model))
+            except LLMError as next_error:
+                error = _next(next_error, error)
+                continue
+            return replace(response, fallback_index=index)
+        raise error
+
+    def _usable(self, request: Request) -> Iterator[tuple[int, FallbackTarget]]:
+        """The fallbacks able to take ``request``, in order (the others are logged as skipped)."""
         for index, client in enumerate(self.clients, start=1):
             try:
                 client._check(request)
             except InvalidRequestError as refusal:
                 logger.warning("fallback %d (%s) skipped: %s", index, client.provider, refusal.message)
                 continue
-            logger.warning(
-                "falling back to %s %s (fallback %d) after %s", client.provider, client.model, index, error
-            )
-            try:
-                response = client._send(request.with_changes(model=client.model))
-            except LLMError as next_error:
-                if not should_fall_back(next_error):
-                    raise
-                next_error.__cause__ = error
-                error = next_error
-                continue
-            return replace(response, fallback_index=index)
-        raise error
+            yield index, client
 
     def status(self) -> list[dict[str, Any]]:
         return [{"provider": c.provider, "model": c.model} for c in self.clients]
@@ -179,6 +207,20 @@ class Fallbacks:
         """Close the fallback clients built here (idempotent)."""
         for client in self._owned:
             client.close(timeout)
+
+
+def _announce(client: FallbackTarget, index: int, error: LLMError) -> None:
+    logger.warning(
+        "falling back to %s %s (fallback %d) after %s", client.provider, client.model, index, error
+    )
+
+
+def _next(error: LLMError, previous: LLMError) -> LLMError:
+    """The error to carry on with (chained to ``previous``); raised when it ends the fallbacks."""
+    if not should_fall_back(error):
+        raise error
+    error.__cause__ = previous
+    return error
 
 
 def _arguments(spec: Any, index: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from llmkit.request import Request
@@ -250,6 +250,18 @@ class MetricsMiddleware:
         started = clock()
         try:
             response = call_next(request)
+        except Exception as error:
+            self.recorder.record_error(error, self.provider)
+            raise
+        self.recorder.record_success(response, clock() - started)
+        return response
+
+    async def acall(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """:meth:`__call__` in asyncio."""
+        clock = self._clock
+        started = clock()
+        try:
+            response = await call_next(request)
         except Exception as error:
             self.recorder.record_error(error, self.provider)
             raise

@@ -42,13 +42,20 @@ The built-ins, in the order the client chains them after yours:
 
 A middleware that answers without calling ``call_next`` (a cache, a stub in
 tests) short-circuits everything inside it, the pool included: nothing is sent.
+
+In asyncio (:class:`~llmkit.AsyncLLMClient`) a middleware may also define
+``async acall(request, acall_next)``, the same step awaited. The built-ins do;
+when every middleware of a client has one, async calls run on the event loop
+and hold no thread. A middleware with only ``__call__`` still works there: the
+async client then runs that call's whole chain in a worker thread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import CancelledError
 from typing import Any, Protocol
 
 from llmkit.errors import ConfigurationError, LLMError
@@ -58,14 +65,15 @@ from llmkit.request import Request, message_text
 from llmkit.types import Response
 
 __all__ = [
-    "Handler", "LoggingMiddleware", "Middleware", "StreamHook", "build_chain", "builtin_middleware",
-    "stream_observers",
+    "AsyncHandler", "Handler", "LoggingMiddleware", "Middleware", "StreamHook", "build_async_chain",
+    "build_chain", "builtin_middleware", "stream_observers",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 Handler = Callable[[Request], Response]
+AsyncHandler = Callable[[Request], Awaitable[Response]]
 
 
 class Middleware(Protocol):
@@ -86,6 +94,25 @@ def build_chain(middlewares: Sequence[Middleware], terminal: Handler) -> Handler
         if not callable(middleware):
             raise TypeError(f"middleware must be callable as (request, call_next), got {middleware!r}")
         handler = _link(middleware, handler)
+    return handler
+
+
+def _alink(middleware: Any, call_next: AsyncHandler) -> AsyncHandler:
+    acall = middleware.acall
+
+    async def handler(request: Request) -> Response:
+        return await acall(request, call_next)
+
+    return handler
+
+
+def build_async_chain(middlewares: Sequence[Middleware], terminal: AsyncHandler) -> AsyncHandler | None:
+    """The async twin of :func:`build_chain`; None when some middleware has no ``acall``."""
+    if not all(callable(getattr(m, "acall", None)) for m in middlewares):
+        return None
+    handler = terminal
+    for middleware in reversed(middlewares):
+        handler = _alink(middleware, handler)
     return handler
 
 
@@ -141,7 +168,20 @@ class LoggingMiddleware:
         try:
             response = call_next(request)
         except Exception as error:
-            if self.logger.isEnabledFor(self.failure_level):
+            if self.logger.isEnabledFor(self._level_of(error)):
+                self._failure(request, error, time.perf_counter() - started)
+            raise
+        if self.logger.isEnabledFor(self.level):
+            self._success(request, response, time.perf_counter() - started)
+        return response
+
+    async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
+        """:meth:`__call__` in asyncio."""
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception as error:
+            if self.logger.isEnabledFor(self._level_of(error)):
                 self._failure(request, error, time.perf_counter() - started)
             raise
         if self.logger.isEnabledFor(self.level):
@@ -176,6 +216,10 @@ class LoggingMiddleware:
             args += [fields["prompt"], fields["reply"]]
         self.logger.log(self.level, template, *args, extra={"llmkit": fields})
 
+    def _level_of(self, error: Exception) -> int:
+        """A failure's level; a call cancelled by its caller (``map`` after an error) is no failure."""
+        return logging.DEBUG if isinstance(error, CancelledError) else self.failure_level
+
     def _failure(self, request: Request, error: Exception, elapsed: float, kind: str = "llm call") -> None:
         # LLMError messages are scrubbed of the key that made the call where the engine tags
         # them (llmkit.redaction.scrub_exception); anything shaped like a key is masked here
@@ -191,7 +235,7 @@ class LoggingMiddleware:
             "message": None if message is None else _clip(message, 300),
         }
         self.logger.log(
-            self.failure_level,
+            self._level_of(error),
             kind + " failed %s %s: %s status=%s key=%s latency=%.3fs %s",
             *fields.values(),
             extra={"llmkit": fields},

@@ -139,8 +139,15 @@ def test_the_stream_carries_what_the_sync_stream_carries():
     for name, value in inspect.getmembers(TextStream):
         if not name.startswith("_") and (isinstance(value, property) or name in ("close",)):
             assert hasattr(AsyncTextStream, name), name
-    for name in ("usage", "finish_reason", "request_id", "done", "provider", "model"):
-        assert hasattr(AsyncTextStream, name)
+    async def nothing():
+        return
+        yield
+
+    sync_stream = TextStream(iter(()), provider="openai", model="m")
+    async_stream = AsyncTextStream(nothing(), provider="openai", model="m")
+    assert set(vars(sync_stream)) - {"_deltas"} <= set(vars(async_stream)), "attributes set in __init__"
+    for name in ("usage", "finish_reason", "request_id", "done", "provider", "model", "cost", "key_id"):
+        assert hasattr(async_stream, name)
 
 
 # -- behaviour parity ----------------------------------------------------------------------
@@ -213,22 +220,46 @@ def test_structured_outputs(server, provider):
 # -- concurrency helpers -------------------------------------------------------------------------
 
 
-def test_calls_run_on_the_pools_threads(server):
+class _AsyncAware:
+    """A middleware with an ``acall``: async calls stay on the event loop."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    def __call__(self, request, call_next):
+        self.seen.append("sync " + threading.current_thread().name)
+        return call_next(request)
+
+    async def acall(self, request, call_next):
+        self.seen.append("async " + threading.current_thread().name)
+        return await call_next(request)
+
+
+def test_an_async_call_runs_on_the_event_loop_thread(server):
     seen: list[str] = []
 
     async def run():
-        async with amake(server) as aclient:
-            original = aclient.sync_client.complete
-
-            def recording(*args, **kwargs):
-                seen.append(threading.current_thread().name)
-                return original(*args, **kwargs)
-
-            aclient.sync_client.complete = recording  # type: ignore[method-assign]
+        async with amake(server, middleware=[_AsyncAware(seen)]) as aclient:
             await aclient.complete("hi")
 
     asyncio.run(run())
-    assert seen and seen[0].startswith("llmkit-openai")
+    assert seen == ["async " + threading.current_thread().name]
+    assert len(server.requests) == 1
+
+
+def test_a_sync_only_middleware_runs_the_chain_in_a_worker_thread(server):
+    seen: list[str] = []
+
+    def recording(request, call_next):
+        seen.append(threading.current_thread().name)
+        return call_next(request)
+
+    async def run():
+        async with amake(server, middleware=[recording]) as aclient:
+            return await aclient.complete("hi")
+
+    response = asyncio.run(run())
+    assert response.content and seen and seen[0].startswith("llmkit-openai")
 
 
 def test_submit_gather_and_map(server):
@@ -437,15 +468,16 @@ def test_cancelling_many_waiters_empties_the_queue(server):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_cancelled_in_flight_request_releases_its_key_when_the_server_replies(server, provider):
+def test_a_cancelled_in_flight_request_releases_its_key_at_once(server, provider):
     async def run(aclient: AsyncLLMClient):
         await aclient.complete("warm up")  # SDK imported, client built: the next call goes out at once
         server.latency = 1.0
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(aclient.complete("slow"), 0.3)
-        assert aclient.status()["in_use_clients"] == 1  # the HTTP call is still out
-        assert await until(lambda: aclient.status()["in_use_clients"] == 0)
+        assert aclient.status()["in_use_clients"] == 0  # the HTTP exchange was abandoned with the task
+        server.latency = 0.0
+        assert (await aclient.complete("next")).content
 
     with make(server, provider) as client:
         asyncio.run(run(AsyncLLMClient.wrap(client)))
-    assert len(server.requests) == 2  # "slow" answered once, dropped, not retried
+    assert len(server.requests) == 3  # "slow" was sent once (not retried), then "next"

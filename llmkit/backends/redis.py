@@ -249,6 +249,10 @@ class RedisLink:
     def __repr__(self) -> str:
         return f"RedisLink({self.redis_key!r})"
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock (redis-py itself reconnects in a new process)."""
+        self.limits._lock = threading.Lock()
+
     def confirm(self, pool: KeyPool, lease: Lease) -> bool:
         limiter = lease.slot.limiter
         with pool._lock:

@@ -11,6 +11,7 @@ fails the call: it is logged and the call goes to the provider.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmkit.cache.base import CacheBackend, UncacheableError, cache_key, decode_response, encode_response
+from llmkit.cache.memory import MemoryCache
 from llmkit.errors import InvalidRequestError
 
 if TYPE_CHECKING:
-    from llmkit.middleware import Handler
+    from llmkit.middleware import AsyncHandler, Handler
     from llmkit.request import Request
     from llmkit.types import Response
 
@@ -86,6 +88,25 @@ class CacheMiddleware:
             return hit
         response = call_next(request)
         self._put(backend, key, request, response)
+        return response
+
+    async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
+        """:meth:`__call__` in asyncio: a backend that does I/O (SQLite, Redis) is read and
+        written in a worker thread, never on the event loop; the in-memory one in place."""
+        backend, request = self._choose(request)
+        key = self._key(request) if backend is not None else None
+        if backend is None or key is None:
+            return await call_next(request)
+        in_memory = isinstance(backend, MemoryCache)
+        get, put = self._get, self._put
+        hit = get(backend, key, request) if in_memory else await asyncio.to_thread(get, backend, key, request)
+        if hit is not None:
+            return hit
+        response = await call_next(request)
+        if in_memory:
+            put(backend, key, request, response)
+        else:
+            await asyncio.to_thread(put, backend, key, request, response)
         return response
 
     def lookup(self, request: Request) -> Response | None:

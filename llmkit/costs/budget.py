@@ -21,10 +21,10 @@ from llmkit.request import DEFAULT_MAX_TOKENS
 from llmkit.types import Response, Usage
 
 if TYPE_CHECKING:
-    from llmkit.middleware import Handler
+    from llmkit.middleware import AsyncHandler, Handler
     from llmkit.request import Request
 
-__all__ = ["DEFAULT_OUTPUT_TOKENS", "CostMiddleware"]
+__all__ = ["DEFAULT_OUTPUT_TOKENS", "CostMiddleware", "StreamBudget"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -103,26 +103,30 @@ class CostMiddleware:
         self.tracker.record(response)
         return response
 
-    def budget_stream(self, request: Request, provider: str) -> Callable[[Usage | None], float | None]:
-        """Reserve a stream's worst case now, before anything is sent (BudgetExceededError
-        if it would not fit); returns the function that charges its real usage at the end
-        (None: it failed before any usage was known) and gives its cost (None: unpriced)."""
-        reservation = 0.0
+    async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
+        """:meth:`__call__` in asyncio (the same books: they are in memory, under a short lock)."""
+        if self.max_cost is None:
+            return self._finish(request, await call_next(request))
+        reservation = self._reserve(request)
+        if not isinstance(reservation, float):
+            return self._finish(request, reservation)
+        try:
+            response = self._price(request, await call_next(request))
+        except BaseException:
+            self._settle(reservation, 0.0)
+            raise
+        self._settle(reservation, response.cost or 0.0)
+        self.tracker.record(response)
+        return response
+
+    def budget_stream(self, request: Request, provider: str) -> StreamBudget:
+        """A stream's place in the budget: checked now, before anything is sent
+        (BudgetExceededError if it would not fit), and reserved only once the stream starts."""
+        budget = StreamBudget(self, request, provider)
         if self.max_cost is not None:
-            reserved = self._reserve(request, use_cache=False)
-            reservation = reserved if isinstance(reserved, float) else 0.0
-
-        def settle(usage: Usage | None) -> float | None:
-            cost = None
-            if usage is not None:
-                response = self._price(request, Response("", request.model, provider, usage=usage))
-                cost = response.cost
-                self.tracker.record(response)
-            if self.max_cost is not None:
-                self._settle(reservation, cost or 0.0)
-            return cost
-
-        return settle
+            budget.start()  # the check: reserved and freed at once
+            budget.settle(None)
+        return budget
 
     def estimate(self, request: Request) -> float | None:
         """The worst-case dollars of ``request`` that the budget reserves; None if unpriced.
@@ -250,3 +254,34 @@ def _with_cost(response: Response, cost: float) -> Response:
         return replace(response, cost=cost)
     values = _FIELD_VALUES(response)
     return Response(*values[:_COST_AT], cost, *values[_COST_AT + 1 :])  # type: ignore[call-arg]
+
+
+class StreamBudget:
+    """The budget of one stream: :meth:`start` reserves its worst case when it starts (an
+    unstarted stream holds nothing), :meth:`settle` charges its real usage however it ended."""
+
+    def __init__(self, owner: CostMiddleware, request: Request, provider: str) -> None:
+        self._owner, self._request, self._provider = owner, request, provider
+        self._reservation = 0.0
+        self._started = False
+
+    def start(self) -> None:
+        """Reserve the stream's worst case (BudgetExceededError when it no longer fits)."""
+        owner = self._owner
+        if owner.max_cost is not None and not self._started:
+            reserved = owner._reserve(self._request, use_cache=False)
+            self._reservation = reserved if isinstance(reserved, float) else 0.0
+        self._started = True
+
+    def settle(self, usage: Usage | None) -> float | None:
+        """Charge the real usage (None: unknown) and free the reservation; the stream's cost."""
+        owner, cost = self._owner, None
+        if usage is not None:
+            answer = Response("", self._request.model, self._provider, usage=usage)
+            response = owner._price(self._request, answer)
+            cost = response.cost
+            owner.tracker.record(response)
+        if owner.max_cost is not None and self._started:
+            owner._settle(self._reservation, cost or 0.0)
+        self._reservation, self._started = 0.0, False
+        return cost

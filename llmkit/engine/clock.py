@@ -28,6 +28,9 @@ class Clock(Protocol):
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         """Block until ``event`` is set or ``timeout`` passes; True if it was set."""
 
+    async def asleep(self, seconds: float) -> None:
+        """``sleep`` for asyncio code (cancellable as any await)."""
+
 
 class SystemClock:
     """Real time: ``time.monotonic`` and real sleeps."""
@@ -44,6 +47,11 @@ class SystemClock:
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         return event.wait(timeout)
+
+    async def asleep(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, seconds))
 
 
 class FakeClock:
@@ -80,6 +88,9 @@ class FakeClock:
         if seconds > 0:
             self.advance(seconds)
         return False
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         with self._lock:

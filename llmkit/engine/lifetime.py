@@ -2,12 +2,19 @@
 
 At exit, every open pool is closed before ``concurrent.futures`` joins its
 worker threads, so a thread waiting for a key (up to ``acquire_timeout``)
-cannot hold the interpreter's exit hostage.
+cannot hold the interpreter's exit hostage; calls still on the wire get
+``EXIT_CLOSE_TIMEOUT`` seconds, then their connections are closed.
+
+In a child made by ``os.fork()`` (multiprocessing's "fork" start method,
+gunicorn's preload, Celery's prefork) only the forking thread exists: each
+open pool is reset (:meth:`KeyPool.reset_after_fork`) so that ``complete``,
+``submit``, ``map`` and ``batch`` work there as in the parent.
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -26,6 +33,16 @@ EXIT_CLOSE_TIMEOUT = 1.0
 def _close_open_pools() -> None:
     for pool in list(_open_pools):
         pool.close(timeout=EXIT_CLOSE_TIMEOUT)
+
+
+def _reset_open_pools() -> None:
+    for pool in list(_open_pools):
+        if not pool.closed:
+            pool.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_reset_open_pools)
 
 
 def track_pool(pool: KeyPool) -> None:

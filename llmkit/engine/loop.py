@@ -23,13 +23,15 @@ from concurrent.futures import CancelledError
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.aloop import AsyncRetry
 from llmkit.engine.backoff import retry_details
 from llmkit.engine.calls import CallState, Decision
 from llmkit.engine.estimate import estimate_input_tokens
 from llmkit.engine.limiter import Cost
 from llmkit.engine.outcomes import disables_key
 from llmkit.engine.slot import Lease
-from llmkit.errors import LLMError, PoolClosedError, RateLimitError, StreamError
+from llmkit.engine.stream_state import StreamState, broken, usage_counts
+from llmkit.errors import LLMError, PoolClosedError, RateLimitError
 from llmkit.redaction import scrub_exception
 from llmkit.request import DEFAULT_MAX_TOKENS
 
@@ -49,8 +51,11 @@ Hook = Callable[[dict[str, Any]], None]
 Send = Callable[[Lease, "Request"], "ProviderReply"]
 
 
-class RetryLoop:
-    """Runs calls through a :class:`~llmkit.engine.pool.KeyPool` with retries (see the module)."""
+class RetryLoop(AsyncRetry):
+    """Runs calls through a :class:`~llmkit.engine.pool.KeyPool` with retries (see the module).
+
+    Its async twins (``execute_async``, ``stream_async``) are :class:`~llmkit.engine.aloop.AsyncRetry`'s.
+    """
 
     def __init__(self, pool: KeyPool, retry: RetryPolicy, *, acquire_timeout: float | None,
                  default_output_tokens: int | None = None, on_retry: Hook | None = None,
@@ -127,8 +132,14 @@ class RetryLoop:
     def _after_failure(self, call: CallState, lease: Lease, error: LLMError, cost: Cost,
                        cancel: threading.Event | None) -> None:  # fmt: skip
         """Release the key, then return to go round again, or raise ``error`` to give up."""
-        clock = self.pool.clock
-        now = clock.now()
+        decision = self._judge(call, lease, error, cost)
+        if decision.sleep and self.pool.clock.sleep(decision.sleep, cancel):
+            raise CancelledError("cancelled during a backoff wait")
+
+    def _judge(self, call: CallState, lease: Lease, error: LLMError, cost: Cost) -> Decision:
+        """Release the key after ``error`` and decide: raise it (giving up), or the sleep before
+        the next attempt. The same for sync and async calls; the caller does the sleeping."""
+        now = self.pool.clock.now()
         decision = call.after_failure(error, now)
         self.pool.release_failure(lease, error, decision.cooldown)
         if disables_key(error) and self.pool.all_disabled():
@@ -148,8 +159,7 @@ class RetryLoop:
             f"the key rests {decision.cooldown:.2f} s, the call waits for a key" if decision.cooldown else
             "trying another key",
         )  # fmt: skip
-        if decision.sleep and clock.sleep(decision.sleep, cancel):
-            raise CancelledError("cancelled during a backoff wait")
+        return decision
 
     def _wait_or_give_up(self, call: CallState, error: RateLimitError, cost: Cost, decision: Decision,
                          now: float) -> Decision:  # fmt: skip
@@ -171,7 +181,7 @@ class RetryLoop:
     def _after_success(self, call: CallState, lease: Lease, reply: ProviderReply, latency: float) -> Response:
         response = reply.response
         counted = getattr(reply, "limit_input_tokens", None)
-        input_tokens, output_tokens = _usage_counts(response.usage, counted)
+        input_tokens, output_tokens = usage_counts(response.usage, counted)
         self.pool.release_success(lease, input_tokens, output_tokens, reply.limits)
         self._check_not_abandoned(lease)
         # The adapter built this response for us alone: stamping it in place is safe,
@@ -230,7 +240,7 @@ class RetryLoop:
         while True:
             lease = self._acquire(call, cost, cancel)
             call.tries += 1
-            state = _StreamState(call.tries)
+            state = StreamState(call.tries)
             try:
                 yield from self._stream_once(lease, request, state)
                 return
@@ -238,22 +248,24 @@ class RetryLoop:
                 error = self._tag(error, lease)
                 if state.delivered:
                     self.pool.release_failure(lease, error, 0.0)
-                    raise _broken(error, state) from error
+                    raise broken(error, state) from error
                 self._after_failure(call, lease, error, cost, cancel)
             except BaseException as exc:
                 self.pool.release_unjudged(lease)
                 scrub_exception(exc, (lease.slot.secret,))
                 raise
 
-    def _stream_once(self, lease: Lease, request: Request, state: _StreamState) -> Iterator[StreamDelta]:
+    def _stream_once(self, lease: Lease, request: Request, state: StreamState) -> Iterator[StreamDelta]:
         from llmkit.providers.base import StreamDelta
 
         usage: Usage | None = None
-        counted = limits = None
+        counted = None
+        opened = False
         yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
         for delta in self.pool.provider.call_stream(lease.slot, request, lease.deadline):
-            if delta.limits is not None:
-                limits = delta.limits
+            if not opened or delta.limits is not None:  # the reply's headers: heard now, not at the end
+                self.pool.headers_in(lease, delta.limits)
+                opened = True
             if delta.request_id:
                 state.request_id = delta.request_id
             if delta.usage is not None:
@@ -263,32 +275,5 @@ class RetryLoop:
                 state.delivered = True
                 state.chars += len(delta.text)
             yield replace(delta, limits=None) if delta.limits is not None else delta
-        input_tokens, output_tokens = (None, None) if usage is None else _usage_counts(usage, counted)
-        self.pool.release_success(lease, input_tokens, output_tokens, limits)
-
-
-def _usage_counts(usage: Usage, counted_input: int | None) -> tuple[int | None, int | None]:
-    """The tokens to reconcile a reservation with; (None, None) when the reply reported none."""
-    if usage.input_tokens == 0 and usage.output_tokens == 0:
-        return None, None
-    return (usage.input_tokens if counted_input is None else counted_input), usage.output_tokens
-
-
-def _broken(error: LLMError, state: _StreamState) -> StreamError:
-    return StreamError(
-        f"The stream broke after {state.chars} characters: {error.message}",
-        provider=error.provider,
-        status_code=error.status_code,
-        key_id=error.key_id,
-        request_id=state.request_id,
-    )
-
-
-class _StreamState:
-    __slots__ = ("attempts", "chars", "delivered", "request_id")
-
-    def __init__(self, attempts: int) -> None:
-        self.attempts = attempts
-        self.delivered = False  # output reached the caller: no retry after this
-        self.chars = 0
-        self.request_id: str | None = None
+        input_tokens, output_tokens = (None, None) if usage is None else usage_counts(usage, counted)
+        self.pool.release_success(lease, input_tokens, output_tokens, None)

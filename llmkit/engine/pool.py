@@ -472,6 +472,19 @@ class KeyPool:
             logger.exception("llmkit bookkeeping failed after a successful call (the reply is kept)")
         push_outside_lock(self, lease)
 
+    def headers_in(self, lease: Lease, limits: ServerLimitState | None) -> None:
+        """A stream's reply headers are in: learn from them now rather than when it ends (it may
+        last minutes), which also lets go the calls waiting for this key's first reply."""
+        try:
+            with self._lock:
+                now = self.clock.now()
+                reservation = lease.reservation
+                lease.slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
+                self._after_release(now)
+        except Exception:
+            logger.exception("llmkit bookkeeping failed on a stream's headers (the stream goes on)")
+        push_outside_lock(self, lease)
+
     def release_failure(self, lease: Lease, error: LLMError, cooldown: float) -> None:
         """The attempt failed with ``error``; ``cooldown`` is how long a 429 rests the key."""
         try:
@@ -568,6 +581,22 @@ class KeyPool:
         for slot in self.slots:
             slot.close()
         self.provider.close()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: the parent's threads, waiters and connections are not here.
+
+        Start afresh with the same keys, limits and books: new locks, no
+        waiters, worker threads made on next need, and no key held by the
+        calls the parent had in flight (their capacity stays spent here).
+        """
+        self._lock = threading.Lock()
+        self._queue = deque()
+        self._extenders = []
+        self._head_wait = _INF
+        self._executor = None
+        for slot in self.slots:
+            slot.reset_after_fork()
+        self.provider.reset_after_fork()
 
     def _wait_in_flight(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

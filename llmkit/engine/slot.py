@@ -55,6 +55,17 @@ class KeySlot:
                 client = self._client
         return client
 
+    def reset_after_fork(self) -> None:
+        """In a forked child: a new SDK client on next use (the parent's shares its sockets),
+        and no attempt in flight (the parent's are not ours)."""
+        self._client = None
+        self._client_lock = threading.Lock()
+        self.limiter.in_flight = 0
+        self.health.probe_in_flight = False
+        reset_shared = getattr(self.limiter.shared, "reset_after_fork", None)
+        if reset_shared is not None:
+            reset_shared()
+
     def status(self, now: float) -> dict[str, Any]:
         """This key's line in ``status()`` (the caller holds the pool's lock)."""
         limiter = self.limiter.snapshot(now)

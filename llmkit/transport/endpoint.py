@@ -11,8 +11,10 @@ How a deadline holds in a blocking call: connecting is bounded by the time
 left; the wait for the reply's headers is bounded by what is left when that
 wait begins (httpcore2's trace hook sets it); the body is read while the
 watchdog (:mod:`~llmkit.transport.watchdog`) stands ready to shut the socket
-at the deadline. :meth:`Endpoint.abort` shuts every socket of the endpoint,
-which ends every call on it at once (``close()`` after its timeout).
+at the deadline. An async call's exchange and each of its chunk reads is a
+task bounded by ``asyncio.wait_for``. :meth:`Endpoint.abort` shuts every
+socket of the endpoint and cancels every async exchange, which ends every
+call on it at once with PoolClosedError (``close()`` after its timeout).
 Errors raised here are the transport's: timeouts, connections, protocol
 errors. What a status means is the adapter's to say.
 """
@@ -25,8 +27,8 @@ import json
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkit.errors import NetworkError, PoolClosedError, RequestTimeoutError
 from llmkit.transport import watchdog
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
     import httpx2
 
 __all__ = ["DEFAULT_TIMEOUT", "Endpoint"]
+
+_T = TypeVar("_T")
 
 _Opened = tuple[HttpReply, AsyncIterator[bytes]]  # a streamed reply's status and headers, and its chunks
 
@@ -59,6 +63,8 @@ class Endpoint:
         )
         self._lock = threading.Lock()
         self._closed = False
+        self._aborted = False
+        self._async_calls: set[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = set()
 
     def __repr__(self) -> str:
         return f"Endpoint({self.provider}, {self.base_url!r})"
@@ -117,52 +123,64 @@ class Endpoint:
     @contextlib.contextmanager
     def stream(self, call: HttpCall, *, first_chunk: float | None = None, between: float | None = None,
                deadline: float | None = None) -> Iterator[tuple[HttpReply, Iterator[bytes]]]:  # fmt: skip
-        """POST ``call`` and yield ``(reply headers, chunks)``; each chunk must come within
-        ``first_chunk`` (the first) or ``between`` seconds (the others), all by ``deadline``."""
+        """POST ``call`` and yield ``(reply headers, chunks)``: the first chunk must come within
+        ``first_chunk`` seconds of sending, each next one within ``between`` of the one before,
+        all by ``deadline``."""
         deadline = self.deadline(call, deadline)
-        request = self._request(self.client, call, deadline)
-        with self._mapped(call, deadline):
+        first_due = _due(deadline, first_chunk)
+        request = self._request(self.client, call, deadline, headers_due=first_due)
+        stage = _stage(first_chunk, first_chunk)
+        with self._mapped(call, first_due, stage=stage):
             response = self.client.send(request, stream=True)
         try:
-            chunks = self._chunks(response, call, deadline, first_chunk, between)
+            chunks = self._chunks(response, call, deadline, first_due, between)
             yield HttpReply(response.status_code, response.headers), chunks
         finally:
             response.close()
 
-    def _chunks(self, response: Any, call: HttpCall, deadline: float, first: float | None,
+    def _chunks(self, response: Any, call: HttpCall, deadline: float, first_due: float,
                 between: float | None) -> Iterator[bytes]:  # fmt: skip
         sock = socket_of(response.extensions.get("network_stream"))
         raw = response.iter_raw()
-        wait = first
+        due, stage = first_due, "first chunk" if first_due < deadline else "chunk"
         while True:
-            due = deadline if wait is None else min(deadline, time.monotonic() + wait)
             timer = watchdog.arm(due, lambda: shut(sock))
             try:
-                with self._mapped(call, due, timer=timer, stage=_stage(wait, first)):
+                with self._mapped(call, due, timer=timer, stage=stage):
                     chunk = next(raw, None)
             finally:
                 timer.cancel()
             if chunk is None:
                 return
             yield chunk
-            wait = between
+            due, stage = _due(deadline, between), "chunk"
 
-    def _request(self, client: httpx2.Client | httpx2.AsyncClient, call: HttpCall, deadline: float) -> Any:
+    def _request(self, client: httpx2.Client | httpx2.AsyncClient, call: HttpCall, deadline: float,
+                 headers_due: float | None = None) -> Any:  # fmt: skip
+        """The POST for ``call``. Its socket timeouts are what is left of ``deadline``; for a blocking
+        call, the wait for headers gets what is left of ``headers_due`` (default: ``deadline``)
+        when it starts, and the body what is left of ``deadline`` (an async call's exchange is
+        bounded by ``asyncio.wait_for`` instead)."""
         import httpx2
 
         left = max(0.001, deadline - time.monotonic())
         timeouts = {"connect": min(left, CONNECT_TIMEOUT), "read": left, "write": left, "pool": left}
-
-        def trace(event: str, info: dict[str, Any]) -> None:  # the wait for headers: what is left then
-            if event == "http11.receive_response_headers.started":
-                timeouts["read"] = max(0.001, deadline - time.monotonic())
-
         body = json.dumps(call.body, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"content-type": "application/json", **call.headers}
         request = client.build_request("POST", self.base_url + call.path, content=body, headers=headers,
                                        timeout=httpx2.Timeout(**timeouts))  # fmt: skip
         request.extensions["timeout"] = timeouts
-        request.extensions["trace"] = trace
+        if isinstance(client, httpx2.Client):
+
+            headers_by = deadline if headers_due is None else headers_due
+
+            def trace(event: str, info: dict[str, Any]) -> None:
+                if event == "http11.receive_response_headers.started":
+                    timeouts["read"] = max(0.001, headers_by - time.monotonic())
+                elif event == "http11.receive_response_headers.complete":
+                    timeouts["read"] = max(0.001, deadline - time.monotonic())
+
+            request.extensions["trace"] = trace
         return request
 
     @contextlib.contextmanager
@@ -187,7 +205,7 @@ class Endpoint:
         except httpx2.TimeoutException as exc:
             raise RequestTimeoutError(self._late(stage, deadline), provider=self.provider) from exc
         except (httpx2.TransportError, OSError) as exc:
-            if self._closed:
+            if self._closed or self._aborted:
                 raise PoolClosedError("The client was closed while this call was in flight",
                                       provider=self.provider) from exc  # fmt: skip
             if timer is not None and timer.fired:
@@ -217,54 +235,70 @@ class Endpoint:
             return HttpReply(response.status_code, response.headers, response.content)
 
         with self._mapped(call, deadline):
-            try:
-                return await asyncio.wait_for(exchange(), max(0.001, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
-                late = self._late("a complete reply", deadline)
-                raise RequestTimeoutError(late, provider=self.provider) from None
+            return await self._abortable(exchange(), deadline, "a complete reply")
+
+    async def _abortable(self, work: Awaitable[_T], deadline: float, stage: str) -> _T:
+        """Await ``work`` until ``deadline``; :meth:`abort` (from any thread) ends it with
+        PoolClosedError. The caller's own cancellation passes through as it is."""
+        task = asyncio.ensure_future(work)
+        entry = (asyncio.get_running_loop(), task)
+        with self._lock:
+            self._async_calls.add(entry)
+        try:
+            return await asyncio.wait_for(task, max(0.001, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(self._late(stage, deadline), provider=self.provider) from None
+        except asyncio.CancelledError:
+            if self._aborted and task.cancelled() and not _cancelling():
+                raise PoolClosedError("The client was closed while this call was in flight",
+                                      provider=self.provider) from None  # fmt: skip
+            raise
+        finally:
+            with self._lock:
+                self._async_calls.discard(entry)
 
     @contextlib.asynccontextmanager
     async def astream(self, call: HttpCall, *, first_chunk: float | None = None, between: float | None = None,
                       deadline: float | None = None) -> AsyncIterator[_Opened]:  # fmt: skip
         """:meth:`stream` in asyncio."""
         deadline = self.deadline(call, deadline)
+        first_due = _due(deadline, first_chunk)
         client = self.async_client()
         request = self._request(client, call, deadline)
-        with self._mapped(call, deadline):
-            try:
-                response = await asyncio.wait_for(client.send(request, stream=True),
-                                                  max(0.001, deadline - time.monotonic()))  # fmt: skip
-            except asyncio.TimeoutError:
-                raise RequestTimeoutError(self._late("reply", deadline), provider=self.provider) from None
+        stage = _stage(first_chunk, first_chunk)
+        with self._mapped(call, first_due, stage=stage):
+            response = await self._abortable(client.send(request, stream=True), first_due, stage)
         try:
-            chunks = self._achunks(response, call, deadline, first_chunk, between)
+            chunks = self._achunks(response, call, deadline, first_due, between)
             yield HttpReply(response.status_code, response.headers), chunks
         finally:
             await response.aclose()
 
-    async def _achunks(self, response: Any, call: HttpCall, deadline: float, first: float | None,
+    async def _achunks(self, response: Any, call: HttpCall, deadline: float, first_due: float,
                        between: float | None) -> AsyncIterator[bytes]:  # fmt: skip
         raw = response.aiter_raw()
-        wait = first
+        due, stage = first_due, "first chunk" if first_due < deadline else "chunk"
         while True:
-            due = deadline if wait is None else min(deadline, time.monotonic() + wait)
-            with self._mapped(call, due, stage=_stage(wait, first)):
+            with self._mapped(call, due, stage=stage):
                 try:
-                    chunk = await asyncio.wait_for(raw.__anext__(), max(0.001, due - time.monotonic()))
+                    chunk = await self._abortable(raw.__anext__(), due, stage)
                 except StopAsyncIteration:
                     return
-                except asyncio.TimeoutError:
-                    late = self._late(_stage(wait, first), due)
-                    raise RequestTimeoutError(late, provider=self.provider) from None
             yield chunk
-            wait = between
+            due, stage = _due(deadline, between), "chunk"
 
     # -- lifetime --------------------------------------------------------------------------
 
     def abort(self) -> int:
-        """End every call on the wire at once (they raise PoolClosedError once closed)."""
+        """End every call on the wire at once, blocking and async (they raise PoolClosedError)."""
+        self._aborted = True
+        with self._lock:
+            calls, self._async_calls = list(self._async_calls), set()
+        for loop, task in calls:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nothing runs there
+                loop.call_soon_threadsafe(task.cancel)
         backend = self._backend
-        return backend.shut_all() if backend is not None else 0
+        return len(calls) + (backend.shut_all() if backend is not None else 0)
 
     def close(self) -> None:
         """Close the connections (idempotent); async clients of other loops are left to their loops."""
@@ -282,6 +316,13 @@ class Endpoint:
         self._sync, self._backend = None, None
         self._async = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+
+
+def _cancelling() -> int:
+    """Whether the running task itself was asked to stop (Python 3.11+; 0 before)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling() if cancelling is not None else 0
 
 
 def _sync_client() -> tuple[httpx2.Client, TrackingBackend]:
@@ -305,4 +346,9 @@ def _close_async(client: Any) -> None:
 
 
 def _stage(wait: float | None, first: float | None) -> str:
-    return "first chunk" if wait is first and first is not None else "chunk"
+    return "first chunk" if wait is first and first is not None else "reply"
+
+
+def _due(deadline: float, seconds: float | None) -> float:
+    """``seconds`` from now, but no later than ``deadline`` (None: ``deadline`` itself)."""
+    return deadline if seconds is None else min(deadline, time.monotonic() + seconds)
