@@ -150,6 +150,9 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities] = Capabilities()
     structured_backend: ClassVar[str | None] = None
     """``"module:Class"`` of its structured-output backend (:mod:`llmkit.structured`); None: none."""
+    batch_api: ClassVar[str | None] = None
+    """``"module:Class"`` of its batch API translation (:mod:`llmkit.providers._batch`), which
+    ``client.batch(..., via="provider")`` uses; None: the provider has no batch API."""
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url
