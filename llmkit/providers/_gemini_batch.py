@@ -151,13 +151,20 @@ class GeminiBatch(ProviderBatchAPI):
         meta = mapping(operation.get("metadata"))
         state = str(meta.get("state") or "BATCH_STATE_UNSPECIFIED")
         stats = mapping(meta.get("batchStats"))
-        succeeded, failed, pending = (int(stats.get(k) or 0) for k in
-                                      ("successfulRequestCount", "failedRequestCount", "pendingRequestCount"))
+        succeeded, failed, pending = (
+            int(stats.get(k) or 0)
+            for k in ("successfulRequestCount", "failedRequestCount", "pendingRequestCount")
+        )
         outcome = next((word for suffix, word in _ENDED.items() if state.endswith("_" + suffix)), None)
         ended = outcome is not None or bool(operation.get("done"))
         rest = {"expired": pending, "cancelled": pending}.get(outcome or "", 0)
-        counts = BatchCounts(0 if ended else pending, succeeded, failed,
-                             rest if outcome == "expired" else 0, rest if outcome == "cancelled" else 0)
+        counts = BatchCounts(
+            0 if ended else pending,
+            succeeded,
+            failed,
+            rest if outcome == "expired" else 0,
+            rest if outcome == "cancelled" else 0,
+        )
         error = operation.get("error") if isinstance(operation.get("error"), Mapping) else None
         reason = str(error.get("message")) if error else None
         return BatchState(str(operation.get("name")), state, ended, counts,

@@ -20,7 +20,7 @@ from .replies import Fault, ReplyValue, entry_to_json, fault_to_json
 __all__ = ["SpawnedFakeServer", "config_from_kwargs", "spawn_fake_server"]
 
 _PLAIN = ("host", "port", "latency", "stream_interval", "seed", "slow_seconds",
-          "fault_retry_after", "log_limit")
+          "fault_retry_after", "log_limit", "batch_time_scale", "batch_seconds", "batch_queue_limit")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
