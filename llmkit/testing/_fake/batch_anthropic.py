@@ -107,7 +107,9 @@ class AnthropicBatchEndpoints(BatchEndpoints):
             return job
         if self.view(job, _chat_path)["phase"] != "ended":
             return self.error(400, f"Batch {job.id} has not ended yet: its results are not available.")
-        return jsonl_reply([self._line(job, r) for r in job.results or ()], drop=self.book.take_drop(job))
+        # Not in input order (Anthropic does not promise it): by custom_id, as strings.
+        results = sorted(job.results or (), key=lambda r: r.custom_id)
+        return jsonl_reply([self._line(job, r) for r in results], drop=self.book.take_drop(job))
 
     def batch_object(self, job: BatchJob, call: BatchCall) -> dict[str, Any]:
         view = self.view(job, _chat_path)

@@ -168,7 +168,7 @@ class OpenAIBatchEndpoints(BatchEndpoints):
     def _result_files(self, job: BatchJob) -> tuple[str | None, str | None]:
         """The output and error files of an ended job (made once)."""
         if "output" not in job.files:
-            results = job.results or []
+            results = sorted(job.results or [], key=lambda r: r.custom_id)  # not in input order
             good = [self._line(job, r) for r in results if r.status == 200]
             bad = [self._line(job, r) for r in results if r.status != 200]
             for kind, lines in (("output", good), ("error", bad)):
