@@ -6,7 +6,8 @@
 .../{id}/results`` (JSON lines, once ended; ``results_url`` points there on the
 host the client used). ``processing_status`` ``in_progress`` -> ``canceling`` ->
 ``ended``; as Anthropic documents, ``request_counts`` keep every request under
-``processing`` until the whole batch ends. Results: ``succeeded`` (a Messages
+``processing`` until the whole batch ends. Results, by ``custom_id`` (not in
+input order: Anthropic promises none): ``succeeded`` (a Messages
 reply), ``errored`` (an error body: a request Anthropic refuses, or an injected
 fault), ``canceled``, ``expired``. ``custom_id`` must match
 ``^[a-zA-Z0-9_-]{1,64}$`` and be unique; at most 100,000 requests. A key over
