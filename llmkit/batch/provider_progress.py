@@ -28,10 +28,10 @@ class _ProviderProgress(_Progress):
     """:class:`_Progress` with the provider's counts; ``advance`` and ``say`` as there."""
 
     def __init__(self, enabled: bool, total: int, values: list[Any], responses: list[Response | None]):
-        super().__init__(enabled, total, values, responses)
         self.counts = BatchCounts()
         self.open_batches = 0
         self.started = time.monotonic()
+        super().__init__(enabled, total, values, responses)
         if self._bar is not None:
             self._bar.set_description_str("llmkit provider batch")
 

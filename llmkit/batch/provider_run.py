@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -269,7 +270,8 @@ class _ProviderRun:
             logger.info("%s batch %s was refused for the work queued (%s): submitted again later",
                         self.provider, state.batch_id, state.reason)  # fmt: skip
             self.chunks.appendleft([self._line_again(batch, custom_id) for custom_id in batch.items])
-            self.hold_until = time.monotonic() + self.options.poll_interval
+            # Until one of the open batches ends (that makes room), or a while when none is open.
+            self.hold_until = math.inf if self.open else time.monotonic() + self.options.poll_interval
             return
         outcomes: list[LineOutcome] = []
         if state.outcome != "failed":

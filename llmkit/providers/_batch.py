@@ -145,7 +145,7 @@ class ProviderBatchAPI:
     def check(self, request: Request) -> None:
         """InvalidRequestError for what no batch can carry: a stream, SDK-only options."""
         name = self.provider.name
-        if request.stream:
+        if request.stream or request.extra.get("stream"):
             raise InvalidRequestError("A provider batch does not stream: leave stream out.", provider=name)
         for option in ("extra_headers", "extra_query"):
             if option in request.extra:

@@ -109,7 +109,7 @@ class AnthropicBatchEndpoints(BatchEndpoints):
         if self.view(job, _chat_path)["phase"] != "ended":
             return self.error(400, f"Batch {job.id} has not ended yet: its results are not available.")
         # Not in input order (Anthropic does not promise it): by custom_id, as strings.
-        results = sorted(job.results or (), key=lambda r: r.custom_id)
+        results = sorted(self._results(job), key=lambda r: r.custom_id)
         return jsonl_reply([self._line(job, r) for r in results], drop=self.book.take_drop(job))
 
     def batch_object(self, job: BatchJob, call: BatchCall) -> dict[str, Any]:
@@ -129,11 +129,18 @@ class AnthropicBatchEndpoints(BatchEndpoints):
             return data
         assert job.ended_at is not None
         counts["processing"] = 0
-        for result in job.results or ():
+        for result in self._results(job):
             counts[self._kind(result)] += 1
         data.update(processing_status="ended", ended_at=rfc3339_exact(wall(job.ended_at)),
                     results_url=f"{call.origin}{_BASE}/{job.id}/results")  # fmt: skip
         return data
+
+    def _results(self, job: BatchJob) -> list[LineResult]:
+        """An ended job's results; Anthropic fails no batch whole: a refused job errs every request."""
+        if job.outcome != "failed":
+            return job.results or []
+        body = self.dialect.error_body(400, job.refused or "invalid request", None)
+        return [LineResult(custom_id, 400, body) for custom_id in job.custom_ids]
 
     @staticmethod
     def _kind(result: LineResult) -> str:
