@@ -21,8 +21,8 @@ from llmkit.batch import (
     BatchExpiredError,
     BatchFailedError,
     ItemError,
+    provider_calls,
 )
-from llmkit.batch import provider_calls
 from llmkit.batch.provider_plan import Line, split
 from llmkit.costs import PriceTable
 from llmkit.providers._anthropic_batch import AnthropicBatch
@@ -33,7 +33,11 @@ from llmkit.testing import BatchFault, FakeLLMServer, RequestInfo, ToolCallReply
 
 KEYS = ["sk-test-batch-1", "sk-test-batch-2"]
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest", "google": "gemini-2.0-flash"}
-CREATE_PATHS = {"openai": "/v1/batches", "anthropic": "/v1/messages/batches", "google": ":batchGenerateContent"}
+CREATE_PATHS = {
+    "openai": "/v1/batches",
+    "anthropic": "/v1/messages/batches",
+    "google": ":batchGenerateContent",
+}
 CHAT_PATHS = ("/v1/chat/completions", "/v1/messages", ":generateContent")
 
 
@@ -55,7 +59,9 @@ def provider(request: pytest.FixtureRequest) -> str:
 
 
 def base_url(server: FakeLLMServer, provider: str) -> str:
-    return {"openai": server.openai_base_url, "anthropic": server.anthropic_base_url}.get(provider, server.url)
+    return {"openai": server.openai_base_url, "anthropic": server.anthropic_base_url}.get(
+        provider, server.url
+    )
 
 
 def make_client(server: FakeLLMServer, provider: str, **kwargs: Any) -> LLMClient:
@@ -88,7 +94,9 @@ def shouting(info: RequestInfo) -> str:
 # -- submit, poll, download, match ----------------------------------------------------------------------
 
 
-def test_submit_poll_download_and_match_by_custom_id(server: FakeLLMServer, provider: str, tmp_path: Path) -> None:
+def test_submit_poll_download_and_match_by_custom_id(
+    server: FakeLLMServer, provider: str, tmp_path: Path
+) -> None:
     server.reply = shouting
     items = [{"id": f"doc {i} / é", "prompt": f"text number {i}"} for i in range(12)]
     path = tmp_path / "run.jsonl"
@@ -159,7 +167,9 @@ def _lines(count: int, size: int = 10) -> list[Line]:
 def test_splitting_follows_each_providers_documented_limits() -> None:
     assert [len(c) for c in split(_lines(50_001), OpenAIBatch.limits, None, 1)] == [50_000, 1]
     assert [len(c) for c in split(_lines(100_001), AnthropicBatch.limits, None, 1)] == [100_000, 1]
-    assert [len(c) for c in split(_lines(100_001), AnthropicBatch.limits, 30_000, 1)] == [30_000] * 3 + [10_001]
+    assert [len(c) for c in split(_lines(100_001), AnthropicBatch.limits, 30_000, 1)] == [30_000] * 3 + [
+        10_001
+    ]
     megabyte = 1_000_000
     chunks = split(_lines(450, megabyte), OpenAIBatch.limits, None, 1)  # 200 MB a file
     assert [len(c) for c in chunks] == [199, 199, 52]
@@ -260,6 +270,7 @@ def test_a_batch_cancelled_at_the_provider_reports_what_it_did_not_run(
 
     server.latency = 0.0
     with FakeLLMServer(batch_seconds=600, batch_time_scale=1000) as slow:  # 0.6 s a batch
+
         def cancel_soon() -> None:
             time.sleep(0.3)
             job = slow._engine.batches.book.jobs_of(provider, KEYS[0])[0]
@@ -294,7 +305,7 @@ def test_a_full_queue_makes_the_next_submission_wait(provider: str) -> None:
     assert [r.content for r in result] == [f"q{i}" for i in range(12)]
     answered = Counter(cid for job in jobs if job["outcome"] == "completed" for cid in job["custom_ids"])
     assert set(answered.values()) == {1} and len(answered) == 12  # each item answered once
-    if provider == "openai":  # OpenAI creates the batch, then fails it (token_limit_exceeded): it costs nothing
+    if provider == "openai":  # OpenAI creates it, then fails it (token_limit_exceeded): that costs nothing
         assert any(job["outcome"] == "failed" for job in jobs)
     else:  # Anthropic and Gemini refuse the create with a 429
         assert any(r.status == 429 for r in srv.requests) and len(jobs) == 3
@@ -320,11 +331,15 @@ def test_response_model_through_the_batch_path(server: FakeLLMServer, provider: 
     server.reply = city_reply
     path = tmp_path / "run.jsonl"
     with make_client(server, provider) as client:
-        result = run(client, ["Tell me about Paris", "Tell me about Lyon"], response_model=City, checkpoint=path)
+        result = run(
+            client, ["Tell me about Paris", "Tell me about Lyon"], response_model=City, checkpoint=path
+        )
         assert list(result) == [City(name="Paris", population=5), City(name="Lyon", population=4)]
         assert result.responses[0].parsed == result[0]
         assert json.loads(result.responses[0].content) == {"name": "Paris", "population": 5}
-        again = run(client, ["Tell me about Paris", "Tell me about Lyon"], response_model=City, checkpoint=path)
+        again = run(
+            client, ["Tell me about Paris", "Tell me about Lyon"], response_model=City, checkpoint=path
+        )
     assert again.skipped == 2 and list(again) == list(result)  # validated again from the checkpoint
     if provider == "google":  # Gemini's JSON-schema mode, as the live path asks it
         create = next(r for r in server.requests if r.path.endswith(":batchGenerateContent"))
@@ -390,9 +405,9 @@ def test_bad_input_is_refused_before_anything_is_uploaded(server: FakeLLMServer,
 
 
 def test_a_provider_without_a_batch_api_says_so(server: FakeLLMServer) -> None:
-    with LLMClient(provider="local", base_url=server.openai_base_url, model="llama3.2") as client:
-        with pytest.raises(InvalidRequestError, match="has no batch API.*via='live'"):
-            run(client, ["hi"])
+    client = LLMClient(provider="local", base_url=server.openai_base_url, model="llama3.2")
+    with client, pytest.raises(InvalidRequestError, match=r"has no batch API.*via='live'"):
+        run(client, ["hi"])
     assert server.requests == []
 
 
