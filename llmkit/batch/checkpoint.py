@@ -298,6 +298,13 @@ class _CheckpointFile:
         else:
             self.unsynced += 1
 
+    def sync(self) -> None:
+        """Sync the lines written since the last sync; OSError if it fails."""
+        with self._lock:
+            if self.unsynced and self._fd >= 0:
+                os.fsync(self._fd)
+                self._synced_at, self.unsynced = time.monotonic(), 0
+
     def close(self) -> None:
         """Sync what is not synced yet and close (releasing the lock); OSError if the sync fails."""
         with self._lock:

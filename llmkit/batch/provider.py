@@ -18,7 +18,9 @@ created, and its id recorded (synced) before anything else happens
 provider's counts and the time waited; an ended batch's results are
 downloaded, matched to the items by ``custom_id``, parsed by the adapter's own
 reply parser, priced at batch rates (``Response.cost``, ``client.usage()``,
-whose ``batch_requests`` counts them) and recorded. A batch the provider
+whose ``batch_requests`` counts them) and recorded; ``Response.latency`` is
+the time from the batch's submission to its answer, ``key_id`` the key that
+submitted it. A batch the provider
 refuses for work already queued (a 429 on create, OpenAI's enqueued-token
 limit) is not a failure: the next submission waits for one of the open
 batches to end, or ``poll_interval``, and goes again.
@@ -122,15 +124,19 @@ def run_provider_batch(
     _check_options(on_error, fsync, concurrency, shard)
     api = batch_api_for(client._adapter)
     plan = _plan(items, shard)
-    options = _Options(response_model, on_error, retry_failed, concurrency or 8, kwargs,
+    if concurrency is None:  # for retry_failed_live: the live pool's own default
+        concurrency = client._pool.config.workers_for(len(client._pool.slots))
+    options = _Options(response_model, on_error, retry_failed, concurrency, kwargs,
                        client._batch_defaults(), progress, float(poll_interval), batch_size,
-                       bool(retry_failed_live), on_interrupt)  # fmt: skip
+                       bool(retry_failed_live), on_interrupt, fsync)  # fmt: skip
     if checkpoint is None:
         logger.warning(
             "a provider batch without a checkpoint cannot be resumed: if this process dies, its provider "
             "batches run on (and are billed) with no way to collect them here"
         )
-    store = None if checkpoint is None else _CheckpointFile(checkpoint_path(checkpoint, shard), fsync)
+    # Answers are synced once per provider batch, whatever fsync= says: a line a kill loses is
+    # downloaded again on resume, never paid again; the batch records are synced one by one.
+    store = None if checkpoint is None else _CheckpointFile(checkpoint_path(checkpoint, shard), "batch")
     run = _ProviderRun(client, api, plan, options)
     try:
         run.resume(store)

@@ -52,6 +52,7 @@ class _Options:
     batch_size: int | None
     retry_failed_live: bool
     on_interrupt: str
+    fsync: str = "line"  # for the answers of the live retry (provider answers are synced per batch)
 
 
 @dataclass
@@ -286,6 +287,7 @@ class _ProviderRun:
         for custom_id, item in batch.items.items():
             if custom_id not in seen:
                 self._record_error(item, no_answer(state, self.provider))
+        self._save(None, sync=True)  # one sync per batch: lost lines are only downloaded again
 
     def _line_again(self, batch: _Open, custom_id: str) -> Line:
         item = batch.items[custom_id]
@@ -368,6 +370,8 @@ class _ProviderRun:
         runner = _Runner(self.client.submit, self.plan, live)
         runner.values, runner.responses, runner.skipped = self.values, self.responses, self.skipped
         runner.store, runner.digests = self.store, self.digests
+        if self.store is not None:  # live answers are paid again when lost: synced as fsync= says
+            self.store._each_line = options.fsync == "line"
         assert self.progress is not None
         self.progress.retrying(len(failed))
         runner.progress = self.progress
@@ -385,14 +389,18 @@ class _ProviderRun:
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _save(self, record: dict[str, Any], sync: bool = False) -> None:
+    def _save(self, record: dict[str, Any] | None, sync: bool = False) -> None:
+        """Append ``record`` to the checkpoint (None: nothing), synced now if ``sync``."""
         if self.store is None:
             return
         try:
-            self.store.append(record, sync=sync)
+            if record is not None:
+                self.store.append(record, sync=sync)
+            elif sync:
+                self.store.sync()
         except OSError as exc:
             ids = ", ".join(b.submission.batch_id or "?" for b in self.open) or "none"
-            if record.get("type") == "batch_created":
+            if record is not None and record.get("type") == "batch_created":
                 ids += f", {record['batch_id']} (created just now, not recorded)"
             raise CheckpointError(
                 f"Could not write to the checkpoint {self.store.path}: {_reason(exc)}. The provider "

@@ -14,7 +14,7 @@ as if it were the real API::
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` and
 ``POST /v1/messages/count_tokens`` (Anthropic), streamed (SSE) or not, plus
-the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``,
+the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``, ``GET /_fake/batches``,
 ``GET /_fake/health``, ``POST /_fake/reset``, ``POST /_fake/script`` and
 ``POST /_fake/faults``.
 

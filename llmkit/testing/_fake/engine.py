@@ -355,6 +355,8 @@ class Engine:
             return _json(200, self.stats())
         if action == ("GET", "/_fake/log"):
             return _json(200, {"requests": [r.to_dict() for r in self.log.records()]})
+        if action == ("GET", "/_fake/batches"):
+            return _json(200, {"batches": self.batches.book.snapshot()})
         if action == ("GET", "/_fake/health"):
             return _json(200, {"ok": True})
         if action == ("POST", "/_fake/reset"):

@@ -96,6 +96,10 @@ class SpawnedFakeServer:
     def add_fault(self, fault: Fault, times: int | None = None) -> None:
         self._call("POST", "/_fake/faults", {"fault": fault_to_json(fault), "times": times})
 
+    def batch_jobs(self) -> list[dict[str, Any]]:
+        """Like ``FakeLLMServer.batch_jobs()``: every batch created, oldest first."""
+        return list(self._call("GET", "/_fake/batches")["batches"])
+
     def close(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after 5 s); idempotent."""
         if self.process.poll() is None:
