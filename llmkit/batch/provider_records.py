@@ -28,6 +28,7 @@ from llmkit.batch.checkpoint import CheckpointError
 
 __all__ = [
     "Submission",
+    "Waiting",
     "created_record",
     "read_submissions",
     "refuse_open_batches",
@@ -80,12 +81,22 @@ def read_submissions(side: Iterable[Mapping[str, Any]], where: str) -> list[Subm
     return list(by_tag.values())
 
 
-def waiting(submissions: list[Submission], records: Mapping[str, Any]) -> dict[str, tuple[Submission, str]]:
-    """Item key -> (the last provider batch listing it, its custom_id), for items without a record."""
-    owners: dict[str, tuple[Submission, str]] = {}
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An item without a record, in the last provider batch that lists it."""
+
+    submission: Submission
+    custom_id: str
+    item_id: Any
+    digest: str
+
+
+def waiting(submissions: list[Submission], records: Mapping[str, Any]) -> dict[str, Waiting]:
+    """Item key -> where it waits, for the items of these provider batches without a record."""
+    owners: dict[str, Waiting] = {}
     for submission in submissions:
-        for custom_id, item_id, _ in submission.items:
-            owners[str(item_id)] = (submission, custom_id)
+        for custom_id, item_id, digest in submission.items:
+            owners[str(item_id)] = Waiting(submission, custom_id, item_id, digest)
     return {key: owner for key, owner in owners.items() if key not in records}
 
 
@@ -95,7 +106,8 @@ def refuse_open_batches(side: Iterable[Mapping[str, Any]], records: Mapping[str,
     open_items = waiting(read_submissions(side, where), records)
     if not open_items:
         return
-    batches = sorted({s.batch_id or f"(being created, tag {s.tag})" for s, _ in open_items.values()})
+    subs = {w.submission.tag: w.submission for w in open_items.values()}.values()
+    batches = sorted(s.batch_id or f"(being created, tag {s.tag})" for s in subs)
     raise CheckpointError(
         f"{where}: {len(open_items)} items wait in provider batches still to be collected "
         f"({', '.join(batches[:3])}{' ...' if len(batches) > 3 else ''}). Nothing was sent. Run the batch "

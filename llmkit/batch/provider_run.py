@@ -27,7 +27,14 @@ from llmkit.batch.progress import _sigint_to_flag
 from llmkit.batch.provider_calls import _Calls
 from llmkit.batch.provider_plan import Line, build_lines, split
 from llmkit.batch.provider_progress import _ProviderProgress
-from llmkit.batch.provider_records import Submission, created_record, read_submissions, submit_record, waiting
+from llmkit.batch.provider_records import (
+    Submission,
+    Waiting,
+    created_record,
+    read_submissions,
+    submit_record,
+    waiting,
+)
 from llmkit.batch.provider_results import no_answer, unfinished_error, validated
 from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
 from llmkit.errors import LLMError, RateLimitError
@@ -85,7 +92,7 @@ class _ProviderRun:
         self.digests: dict[str, str] = {}
         self.store: _CheckpointFile | None = None
         self.submissions: list[Submission] = []
-        self.waiting: dict[str, tuple[Submission, str]] = {}
+        self.waiting: dict[str, Waiting] = {}
         self.chunks: deque[list[Line]] = deque()
         self.open: list[_Open] = []
         self.reserved: dict[str, float] = {}  # item key -> dollars of the budget held for it
@@ -110,8 +117,8 @@ class _ProviderRun:
         records, end, size = store.open()
         self.submissions = read_submissions(store.side_records, store.path)
         self.waiting = waiting(self.submissions, records)
-        listed = {key: {"id": sub_item_id(owner, key), "hash": _digest_in(owner, key), "status": "submitted"}
-                  for key, owner in self.waiting.items()}  # fmt: skip
+        listed = {key: {"id": w.item_id, "hash": w.digest, "status": "submitted"}
+                  for key, w in self.waiting.items()}  # fmt: skip
         self.digests = _check_inputs(self.plan, {**listed, **records}, store.path, inputs)
         if end < size:
             store.cut(end)
@@ -127,8 +134,8 @@ class _ProviderRun:
     def reopen(self) -> None:
         """The provider batches that items still wait for; a create whose answer was lost is looked up."""
         by_tag: dict[str, list[str]] = {}
-        for key, (submission, _) in self.waiting.items():
-            by_tag.setdefault(submission.tag, []).append(key)
+        for key, where in self.waiting.items():
+            by_tag.setdefault(where.submission.tag, []).append(key)
         for submission in self.submissions:
             keys = by_tag.get(submission.tag)
             if not keys:
@@ -138,7 +145,7 @@ class _ProviderRun:
                 for key in keys:
                     del self.waiting[key]
                 continue
-            items = {self.waiting[key][1]: self.by_key[key] for key in keys}
+            items = {self.waiting[key].custom_id: self.by_key[key] for key in keys}
             self.open.append(_Open(submission, items, slot, next_poll=0.0))
 
     def _found(self, submission: Submission, slot: Any) -> bool:
@@ -408,13 +415,3 @@ class _ProviderRun:
                 "collect them. This error's .result holds every answer received so far.",
                 result=self.result(),
             ) from exc
-
-
-def sub_item_id(owner: tuple[Submission, str], key: str) -> Any:
-    submission, custom_id = owner
-    return next((item_id for cid, item_id, _ in submission.items if cid == custom_id), key)
-
-
-def _digest_in(owner: tuple[Submission, str], key: str) -> str:
-    submission, custom_id = owner
-    return next((digest for cid, _, digest in submission.items if cid == custom_id), "")
