@@ -75,16 +75,23 @@ def build_lines(
     return lines
 
 
-def _line(build: RequestBuilder, api: ProviderBatchAPI, item: _Item, kwargs: Mapping[str, Any],
-          response_model: Any) -> Line:  # fmt: skip
+def item_request(
+    build: RequestBuilder, item: _Item, kwargs: Mapping[str, Any], response_model: Any
+) -> Request:
+    """The item's request as ``complete`` builds it, less llmkit's own options (``cache=``...)."""
     arguments = {**kwargs, **item.kwargs}
     if response_model is not None:
         arguments["response_model"] = response_model
     request = build(item.messages, arguments)
     if any(name in request.extra for name in _LLMKIT_ONLY):
-        request = request.with_changes(
-            extra={k: v for k, v in request.extra.items() if k not in _LLMKIT_ONLY}
-        )
+        extra = {k: v for k, v in request.extra.items() if k not in _LLMKIT_ONLY}
+        request = request.with_changes(extra=extra)
+    return request
+
+
+def _line(build: RequestBuilder, api: ProviderBatchAPI, item: _Item, kwargs: Mapping[str, Any],
+          response_model: Any) -> Line:  # fmt: skip
+    request = item_request(build, item, kwargs, response_model)
     custom_id = custom_id_of(item)
     return Line(item, custom_id, api.line(custom_id, request), request)
 

@@ -25,7 +25,7 @@ from llmkit.batch.digest import InputDigest
 from llmkit.batch.items import _Item
 from llmkit.batch.progress import _sigint_to_flag
 from llmkit.batch.provider_calls import _Calls
-from llmkit.batch.provider_plan import Line, build_lines, split
+from llmkit.batch.provider_plan import Line, build_lines, item_request, split
 from llmkit.batch.provider_progress import _ProviderProgress
 from llmkit.batch.provider_records import (
     Submission,
@@ -161,7 +161,7 @@ class _ProviderRun:
             )  # fmt: skip
             return False
         submission.batch_id = found
-        self._save(created_record(submission.tag, found))
+        self._save(created_record(submission.tag, found), sync=True)
         return True
 
     # -- preparing -----------------------------------------------------------------------------
@@ -179,10 +179,7 @@ class _ProviderRun:
                 batch.requests[custom_id] = self._request_of(item)
 
     def _request_of(self, item: _Item) -> Any:
-        arguments = {**self.options.kwargs, **item.kwargs}
-        if self.options.response_model is not None:
-            arguments["response_model"] = self.options.response_model
-        return self.client._request(item.messages, arguments)
+        return item_request(self.client._request, item, self.options.kwargs, self.options.response_model)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -219,7 +216,7 @@ class _ProviderRun:
         due = [batch.next_poll for batch in self.open]
         if self.chunks:
             due.append(self.hold_until)
-        wake = min(due, default=time.monotonic())
+        wake = min(min(due, default=0.0), time.monotonic() + self.options.poll_interval)
         assert self.progress is not None
         self.calls.sleep(wake - time.monotonic(), tick=self.progress.refresh)
 
