@@ -419,3 +419,43 @@ def test_progress_shows_the_providers_counts(
     err = capsys.readouterr().err
     assert "llmkit provider batch" in err and "processing=" in err and "succeeded=" in err
     assert "20/20" in err
+
+
+def test_groq_batches_through_the_openai_shaped_api_at_its_own_discount(server: FakeLLMServer) -> None:
+    with LLMClient(provider="groq", api_keys=KEYS, base_url=server.openai_base_url,
+                   model="llama-3.1-8b-instant") as client:  # fmt: skip
+        result = run(client, ["one", "two"])
+    assert [r.content for r in result] == ["one", "two"]
+    response = result.responses[0]
+    assert response is not None and response.provider == "groq"
+    listed = PriceTable().cost("llama-3.1-8b-instant", response.usage)
+    assert listed is not None and response.cost == pytest.approx(0.75 * listed)  # Groq's batch page: 25% off
+
+
+def test_a_checkpoint_is_shared_by_live_and_provider_runs(server: FakeLLMServer, tmp_path: Path) -> None:
+    path = tmp_path / "run.jsonl"
+    with make_client(server, "openai") as client:
+        client.batch([f"q{i}" for i in range(5)], checkpoint=path, progress=False)
+        assert chat_requests(server) == 5
+        again = run(client, [f"q{i}" for i in range(8)], checkpoint=path)
+    assert again.skipped == 5 and [r.content for r in again] == [f"q{i}" for i in range(8)]
+    assert server.batch_jobs()[0]["custom_ids"] == ["llmkit-5", "llmkit-6", "llmkit-7"]
+
+
+def test_batch_prices_from_the_table_and_from_your_own_prices() -> None:
+    from llmkit.errors import ConfigurationError
+    from llmkit.types import Usage
+
+    usage = Usage(1_000_000, 1_000_000)
+    table = PriceTable({"my-ft-model": {"input": 1.0, "output": 2.0},
+                        "cheap": {"input": 1.0, "output": 1.0, "batch": 0.3},
+                        "gpt-4o-mini": {"input": 1.0, "output": 1.0}})  # fmt: skip
+    assert table.batch_cost("claude-3-5-haiku-20241022", usage) == pytest.approx((0.8 + 4.0) / 2)
+    assert table.batch_cost("cheap", usage) == pytest.approx(0.6)
+    assert table.batch_cost("gpt-4o-mini", usage) == pytest.approx(1.0)  # your rates, the built-in 0.5
+    assert table.batch_cost("my-ft-model", usage) is None  # no multiplier known for it...
+    assert table.batch_cost("my-ft-model", usage, provider="openai") == pytest.approx(1.5)  # ...but OpenAI's
+    more = table.with_overrides({"x": {"input": 1, "output": 1}})
+    assert more.batch_cost("cheap", usage) == pytest.approx(0.6)  # the multiplier survives with_overrides
+    with pytest.raises(ConfigurationError, match="batch multiplier"):
+        PriceTable({"bad": {"input": 1.0, "output": 1.0, "batch": 2}})
