@@ -261,14 +261,11 @@ def test_a_batch_refused_whole_gives_each_item_the_reason(server: FakeLLMServer,
         assert isinstance(result.errors[0].exception, BatchFailedError)
 
 
-def test_a_batch_cancelled_at_the_provider_reports_what_it_did_not_run(
-    server: FakeLLMServer, provider: str
-) -> None:
+def test_a_batch_cancelled_at_the_provider_reports_what_it_did_not_run(provider: str) -> None:
     """Someone cancels the batch in the provider's console while llmkit polls it."""
     import threading
     import time
 
-    server.latency = 0.0
     with FakeLLMServer(batch_seconds=600, batch_time_scale=1000) as slow:  # 0.6 s a batch
 
         def cancel_soon() -> None:
@@ -411,9 +408,7 @@ def test_a_provider_without_a_batch_api_says_so(server: FakeLLMServer) -> None:
     assert server.requests == []
 
 
-def test_progress_shows_the_providers_counts(
-    server: FakeLLMServer, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_progress_shows_the_providers_counts(capsys: pytest.CaptureFixture[str]) -> None:
     with FakeLLMServer(batch_seconds=300) as slow, make_client(slow, "openai") as client:
         run(client, [f"q{i}" for i in range(20)], progress=True, poll_interval=0.05)
     err = capsys.readouterr().err

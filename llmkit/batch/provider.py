@@ -146,6 +146,11 @@ def run_provider_batch(
     except BaseException:
         _close_quietly(store)
         raise
+    return _finish(run, store)
+
+
+def _finish(run: _ProviderRun, store: _CheckpointFile | None) -> BatchResult:
+    """Close the checkpoint; the result, or the first error with ``on_error="raise"``."""
     if store is not None:
         try:
             store.close()
