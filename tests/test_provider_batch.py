@@ -269,9 +269,11 @@ def test_a_batch_cancelled_at_the_provider_reports_what_it_did_not_run(provider:
     with FakeLLMServer(batch_seconds=600, batch_time_scale=1000) as slow:  # 0.6 s a batch
 
         def cancel_soon() -> None:
-            time.sleep(0.3)
-            job = slow._engine.batches.book.jobs_of(provider, KEYS[0])[0]
-            slow._engine.batches.book.cancel(job)
+            book = slow._engine.batches.book
+            while not book.jobs_of(provider, KEYS[0]):  # once it is created...
+                time.sleep(0.005)
+            time.sleep(0.3)  # ...and half run
+            book.cancel(book.jobs_of(provider, KEYS[0])[0])
 
         threading.Thread(target=cancel_soon, daemon=True).start()
         with make_client(slow, provider) as client:

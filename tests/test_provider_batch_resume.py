@@ -102,6 +102,19 @@ def interrupt_main() -> None:
     signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
 
+def ctrl_c_once_created(server: FakeLLMServer, after: float) -> None:
+    """Press Ctrl-C ``after`` seconds into the first provider batch (from another thread)."""
+
+    def press() -> None:
+        deadline = time.monotonic() + 20
+        while not server.batch_jobs() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(after)
+        interrupt_main()
+
+    threading.Thread(target=press, daemon=True).start()
+
+
 def test_sigkill_while_polling_resumes_by_polling_never_by_submitting_again(
     provider: str, tmp_path: Path, children: dict[str, subprocess.Popen[str]]
 ) -> None:
@@ -168,7 +181,7 @@ def test_ctrl_c_leaves_the_provider_batch_running_and_resumable(provider: str, t
     path = tmp_path / "run.jsonl"
     with FakeLLMServer(batch_seconds=600, batch_time_scale=600) as server:  # a batch takes 1 s
         with make_client(server, provider) as client:
-            threading.Timer(0.3, interrupt_main).start()
+            ctrl_c_once_created(server, 0.2)
             with pytest.raises(BatchInterrupted) as caught:
                 run(client, prompts(6), checkpoint=path)
             assert isinstance(caught.value, KeyboardInterrupt)
@@ -193,7 +206,7 @@ def test_cancelling_on_ctrl_c_is_an_explicit_option(provider: str, tmp_path: Pat
     path = tmp_path / "run.jsonl"
     with FakeLLMServer(batch_seconds=600, batch_time_scale=600) as server:
         with make_client(server, provider) as client:
-            threading.Timer(0.4, interrupt_main).start()
+            ctrl_c_once_created(server, 0.4)
             with pytest.raises(BatchInterrupted):
                 run(client, prompts(10), checkpoint=path, on_interrupt="cancel")
             assert server.batch_jobs()[0]["cancelled"]
