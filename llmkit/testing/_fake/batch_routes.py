@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from .batch_anthropic import AnthropicBatchEndpoints
 from .batch_gemini import GeminiBatchEndpoints
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchAPIs"]
 
+_OTHER_PATHS = ("/v1/files", "/upload/", "/download/")  # batch endpoints without "batch" in the path
+
 
 class BatchAPIs:
     """Every provider's batch endpoints over one :class:`BatchBook`."""
@@ -40,8 +43,11 @@ class BatchAPIs:
             GeminiBatchEndpoints(book, engine),
         )  # fmt: skip
 
-    def handle(self, method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str],
+    def handle(self, method: str, path: str, query_string: str, headers: Mapping[str, str],
                raw: bytes) -> BatchReply | None:  # fmt: skip
+        if "batch" not in path and not path.startswith(_OTHER_PATHS):  # chat requests: at once
+            return None
+        query = dict(parse_qsl(query_string))
         for endpoints in self.endpoints:
             found = endpoints.route(method, path)
             if found is None:

@@ -146,7 +146,7 @@ class Engine:
         path, _, query = target.partition("?")
         if path.startswith("/_fake/"):
             return self._admin(method, path, body)
-        batch = self.batches.handle(method, path, dict(parse_qsl(query)), headers, body)
+        batch = self.batches.handle(method, path, query, headers, body)
         if batch is not None:
             return self._batch_reply(batch)
         for dialect in DIALECTS:
