@@ -279,9 +279,19 @@ class LLMClient:
         ``shard=(index, count)`` runs only this shard's items, with its own
         checkpoint file. Ctrl-C raises :class:`~llmkit.batch.BatchInterrupted`
         (a KeyboardInterrupt carrying the partial result). Other keyword
-        arguments go to :meth:`complete` for every item.
+        arguments go to :meth:`complete` for every item. ``via="provider"``
+        sends the items through the provider's batch API at batch prices
+        (with ``poll_interval=``, ``batch_size=``, ``retry_failed_live=``,
+        ``on_interrupt=``: see :mod:`llmkit.batch.provider`).
         """
-        from llmkit.batch import run_batch
+        from llmkit.batch import run_batch, run_provider_batch
+
+        if (via := kwargs.pop("via", "live")) != "live":  # the provider's batch API (llmkit.batch.provider)
+            return run_provider_batch(
+                self, items, via=via, response_model=response_model, progress=progress,
+                checkpoint=checkpoint, on_error=on_error, concurrency=concurrency, shard=shard,
+                retry_failed=retry_failed, fsync=fsync, **kwargs,
+            )  # fmt: skip
 
         if concurrency is None:
             concurrency = self._pool.config.workers_for(len(self._pool.slots))

@@ -191,8 +191,14 @@ def _loaded(rec: Mapping[str, Any], response_model: Any, where: str) -> tuple[An
     return parsed, replace(response, parsed=parsed)
 
 
-def _parse_records(data: bytes, where: str) -> tuple[dict[str, dict[str, Any]], int]:
-    """Records by id (an ok one wins over errors) and the length of the whole lines."""
+def _parse_records(
+    data: bytes, where: str, side: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, dict[str, Any]], int]:
+    """Records by id (an ok one wins over errors) and the length of the whole lines.
+
+    Lines with a ``"type"`` are not items' records but provider batches'
+    (:mod:`llmkit.batch.provider_records`): appended to ``side``, in file order.
+    """
     end = data.rfind(b"\n") + 1
     records: dict[str, dict[str, Any]] = {}
     for number, line in enumerate(data[:end].splitlines(), 1):
@@ -200,6 +206,10 @@ def _parse_records(data: bytes, where: str) -> tuple[dict[str, dict[str, Any]], 
             continue
         try:
             rec = json.loads(line)
+            if isinstance(rec, dict) and "type" in rec:
+                if side is not None:
+                    side.append(rec)
+                continue
             key, status = str(rec["id"]), rec["status"]
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
@@ -244,6 +254,7 @@ class _CheckpointFile:
         self._fd = -1
         self._synced_at = time.monotonic()
         self.unsynced = 0  # lines written since the last fsync
+        self.side_records: list[dict[str, Any]] = []  # provider batches' lines, read by open()
 
     def open(self) -> tuple[dict[str, dict[str, Any]], int, int]:
         """Lock the file and read it: (records, length of whole lines, file length)."""
@@ -258,7 +269,7 @@ class _CheckpointFile:
         self._fd = fd
         if created:
             _fsync_dir(self.path)
-        records, end = _parse_records(data, self.path)
+        records, end = _parse_records(data, self.path, self.side_records)
         return records, end, len(data)
 
     def cut(self, length: int) -> None:
@@ -271,26 +282,34 @@ class _CheckpointFile:
         except OSError as exc:
             raise CheckpointError(f"Cannot cut the torn last line of {self.path}: {_reason(exc)}.") from exc
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any], *, sync: bool = False) -> None:
+        """Append one line; ``sync``: fsync it now, whatever ``fsync`` says (what must survive a kill)."""
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=plain_json)
         data = (line + "\n").encode()
         with self._lock:
             size = os.fstat(self._fd).st_size
             try:
-                self._write(data)
+                self._write(data, sync)
             except OSError:
                 _truncate_quietly(self._fd, size)
                 raise
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, sync: bool = False) -> None:
         while data:
             data = data[os.write(self._fd, data) :]
         now = time.monotonic()
-        if self._each_line or now - self._synced_at >= _BATCH_FSYNC_INTERVAL:
+        if sync or self._each_line or now - self._synced_at >= _BATCH_FSYNC_INTERVAL:
             os.fsync(self._fd)
             self._synced_at, self.unsynced = now, 0
         else:
             self.unsynced += 1
+
+    def sync(self) -> None:
+        """Sync the lines written since the last sync; OSError if it fails."""
+        with self._lock:
+            if self.unsynced and self._fd >= 0:
+                os.fsync(self._fd)
+                self._synced_at, self.unsynced = time.monotonic(), 0
 
     def close(self) -> None:
         """Sync what is not synced yet and close (releasing the lock); OSError if the sync fails."""

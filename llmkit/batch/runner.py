@@ -65,6 +65,7 @@ from llmkit.batch.checkpoint import (
 from llmkit.batch.digest import InputDigest
 from llmkit.batch.items import _Item, _plan
 from llmkit.batch.progress import _Progress, _sigint_to_flag
+from llmkit.batch.provider_records import refuse_open_batches
 from llmkit.batch.result import BatchInterrupted, BatchResult, ItemError
 from llmkit.errors import CapacityTimeoutError, InvalidRequestError, LLMError, PoolClosedError
 from llmkit.types import Response
@@ -294,6 +295,7 @@ def _check_options(on_error: str, fsync: str, concurrency: int | None, shard: tu
 def _resume(runner: _Runner, plan: list[_Item], store: _CheckpointFile) -> None:
     """Check the checkpoint belongs to ``plan`` and load its finished items into ``runner``."""
     records, end, size = store.open()
+    refuse_open_batches(store.side_records, records, store.path)  # items paid for in a provider batch
     options = runner.options
     inputs = InputDigest(options.kwargs, options.response_model, options.client_defaults)
     runner.digests = _check_inputs(plan, records, store.path, inputs)

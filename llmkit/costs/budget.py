@@ -9,7 +9,7 @@ import logging
 import math
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING
 
@@ -127,6 +127,67 @@ class CostMiddleware:
             budget.start()  # the check: reserved and freed at once
             budget.settle(None)
         return budget
+
+    # -- provider batches (llmkit.batch.provider) ------------------------------------------
+
+    def reserve_batch(self, requests: Sequence[Request], provider: str) -> list[float]:
+        """Reserve the worst case of ``requests`` sent together in a provider batch, at batch
+        prices (one reply each: a batch asks no validation re-asks); the dollars reserved for
+        each (settle each with :meth:`settle_batch`).
+
+        Raises :class:`BudgetExceededError` before anything is uploaded when they would
+        not fit in ``max_cost`` (or a model's batch price is unknown and
+        ``unknown_price="refuse"``). All 0.0 without a budget.
+        """
+        if self.max_cost is None or not requests:
+            return [0.0] * len(requests)
+        each = []
+        for request in requests:
+            worst = self._batch_estimate(request, provider)
+            if worst is None and self.unknown_price != "allow":
+                raise BudgetExceededError(
+                    f"No batch price is known for model {request.model!r}, so max_cost cannot be "
+                    "enforced; nothing was uploaded. Give its price (and 'batch', the multiplier of "
+                    f'batch requests) with LLMClient(prices={{"{request.model}": {{"input": ..., '
+                    '"output": ..., "batch": 0.5}}), or drop max_cost.'
+                )
+            each.append(worst or 0.0)
+        total = sum(each)
+        with self._lock:
+            if self._spent + self._reserved + total > self.max_cost * (1 + 1e-12):
+                spent, reserved = self._spent, self._reserved
+            else:
+                self._reserved += total
+                return each
+        raise BudgetExceededError(
+            f"Budget exceeded: these {len(requests)} batch requests could cost up to ${total:.6f} at "
+            f"batch prices; ${spent:.6f} is spent and ${reserved:.6f} reserved, of max_cost="
+            f"${self.max_cost:.6f}. Nothing was uploaded. Raise the budget, lower max_tokens, or "
+            "send fewer items."
+        )
+
+    def _batch_estimate(self, request: Request, provider: str) -> float | None:
+        once = request.with_changes(extra={**request.extra, "max_reasks": 0})
+        worst = self.estimate(once)
+        multiplier = self.prices.batch_multiplier(request.model, provider)
+        return None if worst is None or multiplier is None else worst * multiplier
+
+    def settle_batch(self, reserved: float, cost: float | None) -> None:
+        """Give back ``reserved`` dollars of a batch's reservation and charge ``cost`` instead."""
+        if self.max_cost is not None:
+            self._settle(reserved, cost or 0.0)
+
+    def price_batch(self, response: Response, provider: str, model: str | None = None) -> Response:
+        """``response`` (of a provider batch request) with its cost at batch prices, recorded
+        in the usage totals as a batch request; ``model``: the one asked for, priced when the
+        model the reply names is not (a dated version)."""
+        if response.cost is None:
+            cost = self.prices.batch_cost(response.model, response.usage, provider)
+            if cost is None and model is not None and model != response.model:
+                cost = self.prices.batch_cost(model, response.usage, provider)
+            response = response if cost is None else _with_cost(response, cost)
+        self.tracker.record(response, batch=True)
+        return response
 
     def estimate(self, request: Request) -> float | None:
         """The worst-case dollars of ``request`` that the budget reserves; None if unpriced.

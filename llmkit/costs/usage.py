@@ -19,6 +19,7 @@ class _Totals:
     """
 
     __slots__ = (
+        "batch_requests",
         "cache_hits",
         "cache_write_1h_tokens",
         "cache_write_tokens",
@@ -32,13 +33,14 @@ class _Totals:
     )
 
     def __init__(self) -> None:
-        self.requests = self.cache_hits = self.unpriced_requests = 0
+        self.requests = self.cache_hits = self.unpriced_requests = self.batch_requests = 0
         self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
         self.cache_write_tokens = self.cache_write_1h_tokens = self.reasoning_tokens = 0
         self.cost = 0.0
 
-    def add(self, response: Response) -> None:
+    def add(self, response: Response, batch: bool = False) -> None:
         self.requests += 1
+        self.batch_requests += batch
         if response.cached:
             self.cache_hits += 1
             return
@@ -73,7 +75,9 @@ class UsageTracker:
     with ``total_tokens`` (input plus output). Cache hits count as requests
     (and ``cache_hits``) with no tokens and no cost, and under no key.
     ``unpriced_requests`` counts calls whose model has no known price: when
-    it is not 0, ``cost`` is a lower bound.
+    it is not 0, ``cost`` is a lower bound. ``batch_requests`` counts the
+    requests answered through a provider's batch API (priced at its batch
+    rates), included in ``requests``.
 
     A call is recorded in one bucket per (provider, model, key), a few
     hundred nanoseconds; :meth:`snapshot` adds the buckets up.
@@ -88,14 +92,15 @@ class UsageTracker:
         with self._lock:
             self._buckets = {}
 
-    def record(self, response: Response) -> None:
-        """Add one finished call (``response.cost`` already set)."""
+    def record(self, response: Response, *, batch: bool = False) -> None:
+        """Add one finished call (``response.cost`` already set); ``batch``: it came
+        through the provider's batch API."""
         label = (response.provider, response.model, response.key_id)
         with self._lock:
             bucket = self._buckets.get(label)
             if bucket is None:
                 bucket = self._buckets[label] = _Totals()
-            bucket.add(response)
+            bucket.add(response, batch)
 
     def snapshot(self) -> dict[str, Any]:
         """Totals as plain data: the overall counters, plus ``by_provider``, ``by_model``, ``by_key``."""

@@ -64,6 +64,7 @@ class AnthropicProvider(HttpProvider):
         rate_limit_headers=True, thinking=True, refusals=True, server_tools=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.backends:AnthropicBackend"
+    batch_api = "llmkit.providers._anthropic_batch:AnthropicBatch"
 
     def create_client(self, api_key: str) -> Any:
         """The key's SDK client (for instructor), over the endpoint's shared connections."""

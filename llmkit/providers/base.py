@@ -168,6 +168,9 @@ class Provider(ABC):
     """``"module:Class"`` of its structured-output backend (:mod:`llmkit.structured`); None: none."""
     lean: ClassVar[bool] = False
     """True when calls go over llmkit's own HTTP (:mod:`llmkit.transport`), not the SDK's."""
+    batch_api: ClassVar[str | None] = None
+    """``"module:Class"`` of its batch API translation (:mod:`llmkit.providers._batch`), which
+    ``client.batch(..., via="provider")`` uses; None: the provider has no batch API."""
 
     def __init__(self, *, base_url: str | None = None, timeout: float | None = None) -> None:
         self.base_url = base_url or self.default_base_url

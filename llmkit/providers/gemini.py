@@ -86,6 +86,7 @@ class GeminiProvider(Provider):
         token_counting=True, thinking=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.gemini:GeminiBackend"
+    batch_api = "llmkit.providers._gemini_batch:GeminiBatch"
 
     def create_client(self, api_key: str) -> Any:
         import requests

@@ -30,3 +30,4 @@ class LocalProvider(OpenAIProvider):
         streaming=True, tools=True, images=True, structured_outputs=True, json_mode=True,
     )
     completion_tokens_models = None
+    batch_api = None  # local servers have no batch API

@@ -66,6 +66,7 @@ class OpenAIProvider(HttpProvider):
         rate_limit_headers=True, thinking=True, refusals=True, prompt_caching=True,
     )
     structured_backend = "llmkit.structured.backends:OpenAIBackend"
+    batch_api: ClassVar[str | None] = "llmkit.providers._openai_batch:OpenAIBatch"  # Groq's is the same
     completion_tokens_models: ClassVar[re.Pattern[str] | None] = _REASONING_FAMILIES
     """Models whose output limit goes in ``max_completion_tokens`` (None: none) and that take
     ``reasoning_effort``; a subclass (or ``max_tokens_param=`` on a call) may say otherwise."""

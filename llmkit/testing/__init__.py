@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .fake_server import (
         ENFORCEMENT_STYLES,
+        BatchFault,
         Enforcer,
         FakeLLMServer,
         Fault,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "AsyncMockLLMClient": ".mock",
+    "BatchFault": ".fake_server",
     "ENFORCEMENT_STYLES": ".fake_server",
     "Enforcer": ".fake_server",
     "MockLLMClient": ".mock",
@@ -48,6 +50,7 @@ _LAZY = {
 __all__ = [
     "ENFORCEMENT_STYLES",
     "AsyncMockLLMClient",
+    "BatchFault",
     "Enforcer",
     "FakeLLMServer",
     "Fault",

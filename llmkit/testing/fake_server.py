@@ -14,7 +14,7 @@ as if it were the real API::
 
 Endpoints: ``POST /v1/chat/completions`` (OpenAI), ``POST /v1/messages`` and
 ``POST /v1/messages/count_tokens`` (Anthropic), streamed (SSE) or not, plus
-the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``,
+the admin endpoints ``GET /_fake/stats``, ``GET /_fake/log``, ``GET /_fake/batches``,
 ``GET /_fake/health``, ``POST /_fake/reset``, ``POST /_fake/script`` and
 ``POST /_fake/faults``.
 
@@ -50,6 +50,16 @@ admits now; ``reset`` is when it is fully replenished. ``stats()["rate_limits"]`
 counts per style what was admitted and refused. ``Fault.poisoned_headers`` sends
 raw header values (``-1e12``, ``inf``...) in an otherwise normal reply.
 
+Batch APIs: OpenAI's Files and Batches (``/v1/files``, ``/v1/batches``),
+Anthropic's Message Batches (``/v1/messages/batches``) and Gemini's Batch Mode
+(``:batchGenerateContent``, ``/v1beta/batches``, the resumable upload and the
+download), each in its provider's documented shapes, their requests answered
+as the chat endpoints answer them. Time runs ``batch_time_scale`` times faster
+for batches (a "24 h" batch ends in seconds); :class:`BatchFault` makes one
+expire, fail some of its requests, fail validation or break its result
+download off; ``batch_queue_limit`` refuses batches past a key's queued work;
+:meth:`FakeLLMServer.batch_jobs` lists what was submitted.
+
 Run it in its own process (benchmarks) with
 ``python -m llmkit.testing.fake_server --port 0 --rpm 1200 --style leaky``
 (it prints ``READY http://127.0.0.1:PORT``), or with :meth:`FakeLLMServer.spawn`.
@@ -57,6 +67,7 @@ Run it in its own process (benchmarks) with
 
 from __future__ import annotations
 
+from ._fake.batch_jobs import BatchFault
 from ._fake.buckets import ServerLimits
 from ._fake.enforcement import STYLES as ENFORCEMENT_STYLES
 from ._fake.enforcement import Enforcer, make_enforcer
@@ -70,6 +81,7 @@ from ._fake.tokens import IMAGE_TOKENS, count_tokens
 __all__ = [
     "ENFORCEMENT_STYLES",
     "IMAGE_TOKENS",
+    "BatchFault",
     "Enforcer",
     "FakeLLMServer",
     "Fault",

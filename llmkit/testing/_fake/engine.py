@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+from .batch_jobs import BatchBook, BatchReply
+from .batch_routes import BatchAPIs
 from .buckets import Admission, RateLimiter, ServerLimits
 from .dialect_anthropic import AnthropicDialect
 from .dialect_base import (
@@ -109,6 +111,9 @@ class Engine:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         log_limit: int | None = 100_000,
+        batch_time_scale: float = 1000.0,
+        batch_seconds: float = 600.0,
+        batch_queue_limit: int | None = None,
     ) -> None:
         self.reply = reply
         self.clock = clock
@@ -121,22 +126,30 @@ class Engine:
         self.limiter = RateLimiter(limits, key_limits, clock)
         self.book = FaultBook(fault_rates, seed, slow_seconds, fault_retry_after)
         self.log = RequestLog(log_limit)
+        book = BatchBook(clock, self.wall_offset, batch_time_scale, batch_seconds, batch_queue_limit)
+        self.batches = BatchAPIs(self, book)
 
     def reset(self) -> None:
         """Clear the log, the script, the fault rules and every key's limit state."""
         self.log.clear()
         self.book.reset()
         self.limiter.reset()
+        self.batches.book.reset()
 
     def stats(self) -> dict[str, Any]:
-        """The log's counts, plus ``"rate_limits"``: ``{style: {"admitted", "refused"}}``."""
-        return {**self.log.stats(), "rate_limits": self.limiter.counts()}
+        """The log's counts, plus ``"rate_limits"``: ``{style: {"admitted", "refused"}}`` and
+        ``"batches"``: ``{"created", "by_provider", "requests", "answered"}``."""
+        batches = self.batches.book.stats()
+        return {**self.log.stats(), "rate_limits": self.limiter.counts(), "batches": batches}
 
     # Entry point ------------------------------------------------------------
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> HttpReply:
         path, _, query = target.partition("?")
         if path.startswith("/_fake/"):
             return self._admin(method, path, body)
+        batch = self.batches.handle(method, path, query, headers, body)
+        if batch is not None:
+            return self._batch_reply(batch)
         for dialect in DIALECTS:
             endpoint = dialect.route(method, path)
             if endpoint is not None:
@@ -144,6 +157,16 @@ class Engine:
                 return self._api(call, endpoint, dict(parse_qsl(query)), body)
         message = f"Unknown request URL: {method} {path}."
         return _json(404, DIALECTS[0].error_body(404, message, None))
+
+    def _batch_reply(self, reply: BatchReply) -> HttpReply:
+        """A batch endpoint's answer on the wire; ``drop_after`` breaks its body off there."""
+        if reply.status == 0:
+            return HttpReply(0, delay=self.latency, drop=True)
+        headers = [("content-type", reply.content_type), *reply.headers]
+        if reply.drop_after is None:
+            return HttpReply(reply.status, headers, reply.body, delay=self.latency)
+        events = [StreamEvent(reply.body[: reply.drop_after]), StreamEvent(reply.body[reply.drop_after :])]
+        return HttpReply(reply.status, headers, events=events, cut_at=1, delay=self.latency)
 
     def crash_reply(self, exc: BaseException) -> HttpReply:
         """A 500 for an unexpected error inside the server (never a silent hang)."""
@@ -335,6 +358,8 @@ class Engine:
             return _json(200, self.stats())
         if action == ("GET", "/_fake/log"):
             return _json(200, {"requests": [r.to_dict() for r in self.log.records()]})
+        if action == ("GET", "/_fake/batches"):
+            return _json(200, {"batches": self.batches.book.snapshot()})
         if action == ("GET", "/_fake/health"):
             return _json(200, {"ok": True})
         if action == ("POST", "/_fake/reset"):

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
+from .batch_jobs import BatchFault
 from .buckets import ServerLimits
 from .engine import Engine
 from .faults import FaultRule
@@ -57,6 +58,14 @@ class FakeLLMServer:
             RFC 3339 reset headers); inject one with ``clock`` for exact timestamps.
         log_limit: how many records :attr:`requests` keeps (the most recent;
             ``None``: all); :meth:`stats` counts every request regardless.
+        batch_time_scale: how much faster time runs for the batch APIs (OpenAI Files
+            and Batches, Anthropic Message Batches, Gemini Batch Mode) than ``clock``:
+            at the default 1000, a batch's "24 h" window is 86 s and a batch ends in 0.6 s.
+        batch_seconds: how long a batch takes, in that scaled time (requests are
+            processed in order, evenly over it); 0: at once.
+        batch_queue_limit: the requests a key may have in batches not ended yet
+            (the providers' enqueued-work limits, counted in requests); over it a new
+            batch is refused as the provider refuses it. None: no limit.
     """
 
     def __init__(
@@ -79,6 +88,9 @@ class FakeLLMServer:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         log_limit: int | None = 100_000,
+        batch_time_scale: float = 1000.0,
+        batch_seconds: float = 600.0,
+        batch_queue_limit: int | None = None,
     ) -> None:
         self._address = (host, port)
         self._engine = Engine(
@@ -86,7 +98,8 @@ class FakeLLMServer:
             forbidden_keys=forbidden_keys, out_of_credit_keys=out_of_credit_keys, latency=latency,
             stream_interval=stream_interval, fault_rates=fault_rates, seed=seed,
             slow_seconds=slow_seconds, fault_retry_after=fault_retry_after, clock=clock,
-            wall_clock=wall_clock, log_limit=log_limit,
+            wall_clock=wall_clock, log_limit=log_limit, batch_time_scale=batch_time_scale,
+            batch_seconds=batch_seconds, batch_queue_limit=batch_queue_limit,
         )
         self._server: FakeHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -195,6 +208,17 @@ class FakeLLMServer:
 
     def remove_fault(self, rule: FaultRule) -> None:
         self._engine.book.remove_rule(rule)
+
+    def add_batch_fault(self, fault: BatchFault, times: int | None = 1) -> FakeLLMServer:
+        """Make the next ``times`` batches created (None: all) go wrong as ``fault`` says
+        (expire, fail some requests, fail validation, drop result downloads)."""
+        self._engine.batches.book.add_fault(fault, times)
+        return self
+
+    def batch_jobs(self) -> list[dict[str, Any]]:
+        """Every batch created, oldest first: ``{"id", "provider", "key", "model", "custom_ids",
+        "created", "outcome", "cancelled", "metadata"}`` (``outcome`` None while it runs)."""
+        return self._engine.batches.book.snapshot()
 
     # Inspection ----------------------------------------------------------------
     @property

@@ -20,7 +20,7 @@ from .replies import Fault, ReplyValue, entry_to_json, fault_to_json
 __all__ = ["SpawnedFakeServer", "config_from_kwargs", "spawn_fake_server"]
 
 _PLAIN = ("host", "port", "latency", "stream_interval", "seed", "slow_seconds",
-          "fault_retry_after", "log_limit")
+          "fault_retry_after", "log_limit", "batch_time_scale", "batch_seconds", "batch_queue_limit")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -95,6 +95,10 @@ class SpawnedFakeServer:
 
     def add_fault(self, fault: Fault, times: int | None = None) -> None:
         self._call("POST", "/_fake/faults", {"fault": fault_to_json(fault), "times": times})
+
+    def batch_jobs(self) -> list[dict[str, Any]]:
+        """Like ``FakeLLMServer.batch_jobs()``: every batch created, oldest first."""
+        return list(self._call("GET", "/_fake/batches")["batches"])
 
     def close(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after 5 s); idempotent."""
