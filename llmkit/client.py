@@ -115,12 +115,15 @@ class LLMClient:
                                           max_cost=max_cost, cache=cache, endpoint=endpoint)  # fmt: skip
         self._metrics, self._cost, self._cache = builtins.metrics, builtins.cost, builtins.cache
         self._middleware = [*middleware, *builtins.chain]  # the user's first (see llmkit.middleware)
-        # Fallbacks wrap the end of the chain (llmkit.fallback); none: self._send itself.
         self._fallbacks = Fallbacks.build(
             fallbacks, functools.partial(LLMClient, settings=settings, clock=clock), LLMClient
         )
+        self._build_chains()
+
+    def _build_chains(self) -> None:
+        """The middleware chain around the fallbacks (llmkit.fallback) around ``_send``, and its
+        async twin (None when some middleware is sync-only: async calls then run it in a thread)."""
         self._handler = build_chain(self._middleware, self._fallbacks.wrap(self._send))
-        # None when some middleware is sync-only: async calls then run the chain in a thread.
         self._ahandler = build_async_chain(self._middleware, self._fallbacks.wrap_async(self._asend))
 
     def __repr__(self) -> str:
@@ -197,7 +200,7 @@ class LLMClient:
     async def _asend(self, request: Request) -> Response:
         """:meth:`_send` in asyncio: on the event loop (structured calls: instructor's, in a thread)."""
         if request.response_model is not None:
-            from llmkit.aio import run_in_thread
+            from llmkit.engine.aloop import run_in_thread
 
             return await run_in_thread(self._pool, self._send, request)
         return await self._loop.execute_async(request)

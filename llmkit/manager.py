@@ -10,38 +10,20 @@ users ask for it by name; everything else is an explicit object.
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import ConfigurationError
 from llmkit.providers import canonical_name
+from llmkit.providers.names import LLMProvider
 
 if TYPE_CHECKING:
-    from llmkit.aio import AsyncLLMManager
+    from llmkit.amanager import AsyncLLMManager
     from llmkit.client import LLMClient
     from llmkit.config import RateLimit, Settings
 
 __all__ = ["LLMManager", "LLMProvider", "get_llm_manager", "reset_llm_manager"]
-
-
-class LLMProvider(str, enum.Enum):
-    """The providers of the spec. Compares equal to its string value.
-
-    One member per adapter of :mod:`llmkit.providers` (its ``name``, upper case);
-    tests/test_providers_registry.py checks that they agree. Written out, not
-    derived, so that type checkers know ``LLMProvider.ANTHROPIC``.
-    """
-
-    ANTHROPIC = "anthropic"
-    OPENAI = "openai"
-    GOOGLE = "google"
-    GROQ = "groq"
-    LOCAL = "local"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _name(provider: LLMProvider | str | None, settings: Settings) -> str:
@@ -186,7 +168,7 @@ def _count(n: int, noun: str) -> str:
 
 
 async def _async_twin(manager: LLMManager) -> AsyncLLMManager:
-    from llmkit.aio import AsyncLLMManager  # llmkit.aio imports this module: loaded on first await
+    from llmkit.amanager import AsyncLLMManager  # the async layer, loaded on first await
 
     return AsyncLLMManager(manager)
 

@@ -658,3 +658,18 @@ def test_import_does_not_load_yaml_or_pydantic_settings() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_pool_fields_llmkit_ignores_are_named_once_when_set(caplog):
+    from llmkit.config import PoolConfig, models
+
+    models._warned_fields.clear()
+    with caplog.at_level("WARNING", logger="llmkit.config"):
+        PoolConfig()  # nothing set: nothing said
+        assert not caplog.records
+        PoolConfig(min_size=2, max_size=10)
+        PoolConfig(max_size=20)  # said once per process
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert "PoolConfig.max_size is accepted for compatibility and has no effect" in said[0]
+    assert "RateLimit(max_concurrent=...)" in said[0] and "PoolConfig.min_size" in said[1]

@@ -3,10 +3,11 @@
 * :mod:`llmkit.config.models`: :class:`LLMConfig`, :class:`RateLimit` (alias
   ``RateLimitConfig``), :class:`RetryPolicy`, :class:`PoolConfig`, and the
   validation that turns pydantic's errors into safe :class:`~llmkit.errors.ConfigurationError`\\ s;
-* :mod:`llmkit.config.settings`: :class:`Settings`, :func:`load_settings`, the
-  provider names, aliases and key variables (read off the adapters);
-* :mod:`llmkit.config.sources`: where settings come from (the YAML file, secret
-  files, the environment, through pydantic-settings), with the search order;
+* :mod:`llmkit.config.settings`: :class:`Settings`, the provider names,
+  aliases and key variables (read off the adapters);
+* :mod:`llmkit.config.sources`: :func:`load_settings`, and where settings come
+  from (the YAML file, secret files, the environment, through pydantic-settings),
+  with the search order;
 * :mod:`llmkit.config.logging_setup`: what ``global.log_level`` and
   ``global.enable_logging`` switch on.
 
@@ -32,11 +33,11 @@ if TYPE_CHECKING:
         GlobalSettings,
         ProviderSettings,
         Settings,
-        load_settings,
         missing_key_message,
         normalize_provider,
         parse_key_list,
     )
+    from llmkit.config.sources import load_settings
 
 __all__ = [
     "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS",
@@ -49,6 +50,10 @@ _MODEL_NAMES = ("LLMConfig", "PoolConfig", "RateLimit", "RateLimitConfig", "Retr
 
 
 def __getattr__(name: str) -> Any:
+    if name == "load_settings":
+        from llmkit.config.sources import load_settings
+
+        return load_settings
     if name in __all__ and name not in _MODEL_NAMES:
         from llmkit.config import settings
 

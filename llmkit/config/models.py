@@ -366,6 +366,27 @@ class RetryPolicy(ConfigModel, init=False):
         return self
 
 
+_IGNORED_POOL_FIELDS = {
+    "min_size": "every key is used, its client made on first use",
+    "max_size": "per-key concurrency is RateLimit(max_concurrent=...)",
+    "idle_timeout": "idle connections are closed by the HTTP pool itself",
+    "max_lifetime": "idle connections are closed by the HTTP pool itself",
+}
+_warned_fields: set[str] = set()
+
+
+def _warn_ignored(names: set[str]) -> None:
+    """Say once per process, per field, that a PoolConfig field set by the caller does nothing."""
+    import logging
+
+    for name in sorted(names - _warned_fields):
+        _warned_fields.add(name)
+        logging.getLogger("llmkit.config").warning(
+            "PoolConfig.%s is accepted for compatibility and has no effect in llmkit (%s)",
+            name, _IGNORED_POOL_FIELDS[name],
+        )  # fmt: skip
+
+
 class PoolConfig(ConfigModel, init=False):
     """The YAML ``pool:`` section: how keys are handed out.
 
@@ -407,6 +428,7 @@ class PoolConfig(ConfigModel, init=False):
     def _sizes_in_order(self) -> PoolConfig:
         if self.max_size is not None and self.min_size > self.max_size:
             raise ValueError(f"min_size ({self.min_size}) is above max_size ({self.max_size})")
+        _warn_ignored(self.model_fields_set & set(_IGNORED_POOL_FIELDS))
         return self
 
     def workers_for(self, key_count: int) -> int:

@@ -3,9 +3,10 @@
 * :class:`Settings` (with :class:`ProviderSettings` and :class:`GlobalSettings`):
   everything read from the YAML file, secret files and the environment;
 * the provider names, their aliases and their API-key variables
-  (:data:`KEY_ENV_VARS`), read off the adapters, and :func:`missing_key_message`;
-* :func:`load_settings`, which reads them (through pydantic-settings: see
-  :mod:`llmkit.config.sources`, imported only when settings are loaded).
+  (:data:`KEY_ENV_VARS`), read off the adapters, and :func:`missing_key_message`.
+
+They are read by :func:`llmkit.config.sources.load_settings` (pydantic-settings,
+imported only when settings are loaded).
 
 :mod:`llmkit.config` re-exports every public name here (on first access).
 ``Settings()`` itself reads nothing: it is the library's defaults.
@@ -43,7 +44,7 @@ from llmkit.providers import normalize_provider
 
 __all__ = [
     "CONFIG_PATH_VAR", "DEFAULT_CONFIG_FILE", "KEY_ENV_VARS", "LOG_LEVELS", "PROVIDERS",
-    "PROVIDER_ALIASES", "GlobalSettings", "ProviderSettings", "Settings", "load_settings",
+    "PROVIDER_ALIASES", "GlobalSettings", "ProviderSettings", "Settings",
     "missing_key_message", "normalize_provider", "parse_key_list",
 ]  # fmt: skip
 
@@ -315,24 +316,3 @@ class Settings(ConfigModel, init=False):
 
 
 # --- loading ------------------------------------------------------------------------
-
-
-def load_settings(
-    config_path: str | os.PathLike[str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    *,
-    secrets_dir: str | os.PathLike[str] | None = None,
-) -> Settings:
-    """Read the settings: the YAML file, secret files over it, the environment over both.
-
-    The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else
-    ``config/llm.yaml`` in the working directory if it exists, else none.
-    ``environ`` defaults to ``os.environ`` (tests pass a dict). Secret files
-    (one file per variable, named like it: Docker and Kubernetes secrets) are
-    read from ``secrets_dir``, else ``$LLM_SECRETS_DIR``, else ``/run/secrets``
-    when reading the process environment. Every problem raises
-    ConfigurationError naming the file or variable at fault, never a key.
-    """
-    from llmkit.config.sources import collect
-
-    return collect(config_path, os.environ if environ is None else environ, secrets_dir)

@@ -368,3 +368,22 @@ def _log_sources(found: tuple[str, str] | None, secrets: tuple[str, str] | None,
         logger.debug("settings: secret files in %s (%s)", secrets[0], secrets[1])
     if used:
         logger.debug("settings: from the environment: %s", ", ".join(used))
+
+
+def load_settings(
+    config_path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets_dir: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Read the settings: the YAML file, secret files over it, the environment over both.
+
+    The file is ``config_path``, else ``$LLM_CONFIG_PATH``, else
+    ``config/llm.yaml`` in the working directory if it exists, else none.
+    ``environ`` defaults to ``os.environ`` (tests pass a dict). Secret files
+    (one file per variable, named like it: Docker and Kubernetes secrets) are
+    read from ``secrets_dir``, else ``$LLM_SECRETS_DIR``, else ``/run/secrets``
+    when reading the process environment. Every problem raises
+    ConfigurationError naming the file or variable at fault, never a key.
+    """
+    return collect(config_path, os.environ if environ is None else environ, secrets_dir)

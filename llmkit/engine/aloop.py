@@ -11,9 +11,10 @@ takes it out of the queue or out of its HTTP call at once and gives its key back
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkit.engine.calls import CallState
 from llmkit.engine.stream_state import StreamState, broken, usage_counts
@@ -29,9 +30,23 @@ if TYPE_CHECKING:
     from llmkit.request import Request
     from llmkit.types import Response
 
-__all__ = ["AsyncRetry", "AsyncSend"]
+__all__ = ["AsyncRetry", "AsyncSend", "run_in_thread"]
 
 AsyncSend = Callable[["Lease", "Request"], Awaitable["ProviderReply"]]
+_T = TypeVar("_T")
+
+
+async def run_in_thread(pool: KeyPool, fn: Callable[[Request], _T], request: Request) -> _T:
+    """Await a blocking ``fn(request)`` on the pool's threads (a sync-only middleware's chain,
+    instructor's structured call); cancelling stops its waits for a key or a backoff."""
+    cancel = threading.Event()
+    future = pool.executor().submit(fn, replace(request, cancel=cancel))
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        cancel.set()
+        pool.interrupt()
+        raise
 
 
 class AsyncRetry:

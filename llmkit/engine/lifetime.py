@@ -17,14 +17,24 @@ import atexit
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from llmkit.engine.pool import KeyPool
+__all__ = ["Tracked", "track_pool"]
 
-__all__ = ["track_pool"]
 
-_open_pools: weakref.WeakSet[KeyPool] = weakref.WeakSet()
+
+class Tracked(Protocol):
+    """What this module needs of a pool (a :class:`~llmkit.engine.pool.KeyPool`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self, timeout: float | None = ...) -> None: ...
+
+    def reset_after_fork(self) -> None: ...
+
+
+_open_pools: weakref.WeakSet[Tracked] = weakref.WeakSet()
 _hook_lock = threading.Lock()
 _hook_installed = False
 EXIT_CLOSE_TIMEOUT = 1.0
@@ -45,7 +55,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_reset_open_pools)
 
 
-def track_pool(pool: KeyPool) -> None:
+def track_pool(pool: Tracked) -> None:
     """Close ``pool`` at interpreter exit unless it was closed before."""
     global _hook_installed
     _open_pools.add(pool)

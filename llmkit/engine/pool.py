@@ -240,7 +240,7 @@ class KeyPool:
         elif self._queue and self._queue[0] is waiter:
             self._dispatch(now)
         if not waiter.settled and now >= waiter.deadline:
-            self._drop(waiter, exhausted_error(self, waiter, now))
+            self._drop(waiter, exhausted_error(self.provider.name, self.slots, waiter, now))
 
     def _sleep_time(self, waiter: Waiter, now: float) -> float:
         timeout = waiter.deadline - now
@@ -326,7 +326,7 @@ class KeyPool:
                 continue
             if wait > head.deadline - now and self._certain():
                 queue.popleft()
-                head.error = exhausted_error(self, head, now, needed=wait)
+                head.error = exhausted_error(self.provider.name, self.slots, head, now, needed=wait)
                 head.wake()
                 continue
             self._head_wait = wait
@@ -384,7 +384,7 @@ class KeyPool:
                 if rank == (0.0, False, 0):
                     break  # nothing can beat an idle key free now
         if not enabled:
-            raise all_disabled_error(self)
+            raise all_disabled_error(self.provider.name, self.slots)
         return best, (best_rank[0] if best_rank is not None else _INF)
 
     def _take(self, slot: KeySlot, cost: Cost, now: float) -> Lease:

@@ -15,7 +15,7 @@ from llmkit.errors import (
 )
 
 if TYPE_CHECKING:
-    from llmkit.engine.pool import KeyPool
+    from llmkit.engine.slot import KeySlot
     from llmkit.engine.waiters import Waiter
 
 __all__ = ["all_disabled_error", "exhausted_error", "key_states", "too_large_error"]
@@ -34,23 +34,22 @@ def too_large_error(provider: str, reasons: Sequence[str | None]) -> RequestTooL
     )
 
 
-def all_disabled_error(pool: KeyPool) -> LLMError:
-    slots = pool.slots
+def all_disabled_error(provider: str, slots: Sequence[KeySlot]) -> LLMError:
     reasons = "; ".join(f"{s.key_id}: {s.health.disabled_reason}" for s in slots)
     quota = all(s.health.disabled_reason and "QuotaExceeded" in s.health.disabled_reason for s in slots)
     cls: type[LLMError] = QuotaExceededError if quota else AuthenticationError
     fix = "Add credit or quota to the account" if quota else "Check the keys"
     return cls(
-        f"All {_keys(len(slots))} for {pool.provider.name} are disabled ({reasons}). "
+        f"All {_keys(len(slots))} for {provider} are disabled ({reasons}). "
         f"{fix}, then build a new client or call enable_key().",
-        provider=pool.provider.name,
+        provider=provider,
     )
 
 
-def key_states(pool: KeyPool, now: float) -> str:
+def key_states(slots: Sequence[KeySlot], now: float) -> str:
     """Each key's state in a few words: ``key-1a2b3c4d cooling 2.0 s``, ``... at its limit``."""
     parts = []
-    for slot in pool.slots:
+    for slot in slots:
         health = slot.health
         state = health.state(now)
         if state == "cooling":
@@ -63,13 +62,13 @@ def key_states(pool: KeyPool, now: float) -> str:
     return "; ".join(parts)
 
 
-def exhausted_error(pool: KeyPool, waiter: Waiter, now: float, needed: float | None = None) -> LLMError:
+def exhausted_error(provider: str, slots: Sequence[KeySlot], waiter: Waiter, now: float,
+                    needed: float | None = None) -> LLMError:  # fmt: skip
     """Why ``waiter`` gets no key in time: RateLimitError when the servers' own waits are longer
     than its time left, else PoolExhaustedError; both name each key's state."""
-    provider = pool.provider.name
     note = f" ({waiter.note})" if waiter.note else ""
-    states = key_states(pool, now)
-    in_service = [s for s in pool.slots if not s.health.disabled]
+    states = key_states(slots, now)
+    in_service = [s for s in slots if not s.health.disabled]
     cooling = [s.health.cooldown_until - now for s in in_service if s.health.state(now) == "cooling"]
     if needed is not None and cooling and len(cooling) == len(in_service):
         retry_after = min(cooling)
@@ -85,7 +84,7 @@ def exhausted_error(pool: KeyPool, waiter: Waiter, now: float, needed: float | N
     else:
         why = "ran out of time waiting"
     return PoolExhaustedError(
-        f"No key of {provider} could take this call: it {why}{note}. {_keys(len(pool.slots))}: {states}. "
+        f"No key of {provider} could take this call: it {why}{note}. {_keys(len(slots))}: {states}. "
         "Raise acquire_timeout, add keys, or send fewer requests at once.",
         provider=provider,
     )

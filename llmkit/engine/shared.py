@@ -13,13 +13,10 @@ replaces a reply.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from llmkit.config import RateLimit
-    from llmkit.engine.limiter import KeyLimiter
-    from llmkit.engine.pool import KeyPool
-    from llmkit.engine.slot import Lease
 
 __all__ = ["SharedLimits", "SharedLink", "confirm_outside_lock", "push_outside_lock"]
 
@@ -27,10 +24,14 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 
+# The seam imports nothing of the engine (the limiter holds its link): ``pool`` below is the
+# KeyPool, ``lease`` a Lease of llmkit.engine.slot, ``limiter`` a KeyLimiter.
+
+
 class SharedLink(Protocol):
     """One limiter's twin in the shared store."""
 
-    def confirm(self, pool: KeyPool, lease: Lease) -> bool:
+    def confirm(self, pool: Any, lease: Any) -> bool:
         """Take the lease's reservation in the shared store too (no pool lock held).
 
         False when the store refuses (other processes took the capacity): the
@@ -38,7 +39,7 @@ class SharedLink(Protocol):
         pool's lock; the caller asks for a key again.
         """
 
-    def push(self, pool: KeyPool, limiter: KeyLimiter) -> None:
+    def push(self, pool: Any, limiter: Any) -> None:
         """Send the changes ``limiter`` recorded in its outbox since the last push (no pool lock held)."""
 
 
@@ -49,12 +50,12 @@ class SharedLimits(Protocol):
         """The twin of the limiter ``name`` (provider and key fingerprint or group, never a key)."""
 
 
-def confirm_outside_lock(pool: KeyPool, lease: Lease) -> bool:
+def confirm_outside_lock(pool: Any, lease: Any) -> bool:
     shared = lease.slot.limiter.shared
     return True if shared is None else shared.confirm(pool, lease)
 
 
-def push_outside_lock(pool: KeyPool, lease: Lease) -> None:
+def push_outside_lock(pool: Any, lease: Any) -> None:
     shared = lease.slot.limiter.shared
     if shared is None:
         return

@@ -6,14 +6,38 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .batch_jobs import BatchBook, BatchJob, BatchReply, LineResult
 from .dialect_base import BadRequest, Dialect, build_output, dumps
-from .replies import Fault
+from .replies import Fault, fault_message
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from collections.abc import Collection
+
+    from .faults import FaultBook
+    from .log import RequestLog
+    from .replies import ReplyValue, RequestInfo
+
+
+class ChatEngine(Protocol):
+    """What the batch endpoints use of the fake server's :class:`~.engine.Engine` (which
+    imports them: this seam keeps the arrow one way)."""
+
+    @property
+    def valid_keys(self) -> Collection[str] | None: ...
+    @property
+    def forbidden_keys(self) -> Collection[str]: ...
+    @property
+    def out_of_credit_keys(self) -> Collection[str]: ...
+    @property
+    def book(self) -> FaultBook: ...
+    @property
+    def log(self) -> RequestLog: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def generated(self, info: RequestInfo) -> ReplyValue: ...
 
 __all__ = ["BatchCall", "BatchEndpoints", "answer_line", "json_reply", "jsonl_reply"]
 
@@ -45,17 +69,15 @@ class BatchCall:
 
 
 def answer_line(
-    engine: Engine, dialect: Dialect, path: str, custom_id: str, body: Any, key: str
+    engine: ChatEngine, dialect: Dialect, path: str, custom_id: str, body: Any, key: str
 ) -> LineResult:
     """One request of a batch, answered as the chat endpoint at ``path`` would answer it:
     ``reply=``, a forced tool, a schema's instance or the echo (no script entries, no rate
     limits); a body the dialect refuses gets its 400, a :class:`Fault` from ``reply=`` its status."""
-    from .engine import _fault_message
-
     request_id = dialect.request_id()
     try:
         info = dialect.parse("chat", path, body, key)
-        value = engine._generated(info)
+        value = engine.generated(info)
     except BadRequest as exc:
         return LineResult(custom_id, 400, dialect.error_body(400, exc.message, None), request_id=request_id)
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
@@ -63,7 +85,7 @@ def answer_line(
         return LineResult(custom_id, 400, error, request_id=request_id)
     if isinstance(value, Fault):
         status = value.status or 500
-        message, kind = _fault_message(value)
+        message, kind = fault_message(value)
         return LineResult(custom_id, status, dialect.error_body(status, message, kind), request_id=request_id)
     out = build_output(info, value, dialect.tool_id_prefix)
     return LineResult(
@@ -87,7 +109,7 @@ class BatchEndpoints(ABC):
     provider: str
     dialect: Dialect
 
-    def __init__(self, book: BatchBook, engine: Engine) -> None:
+    def __init__(self, book: BatchBook, engine: ChatEngine) -> None:
         self.book = book
         self.engine = engine
 

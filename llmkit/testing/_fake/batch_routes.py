@@ -13,19 +13,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .batch_anthropic import AnthropicBatchEndpoints
 from .batch_gemini import GeminiBatchEndpoints
-from .batch_http import BatchCall, BatchEndpoints
+from .batch_http import BatchCall, BatchEndpoints, ChatEngine
 from .batch_jobs import BatchBook, BatchReply
 from .batch_openai import OpenAIBatchEndpoints
 from .dialect_base import BadRequest
 from .log import RequestRecord
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 __all__ = ["BatchAPIs"]
 
@@ -35,7 +32,7 @@ _OTHER_PATHS = ("/v1/files", "/upload/", "/download/")  # batch endpoints withou
 class BatchAPIs:
     """Every provider's batch endpoints over one :class:`BatchBook`."""
 
-    def __init__(self, engine: Engine, book: BatchBook) -> None:
+    def __init__(self, engine: ChatEngine, book: BatchBook) -> None:
         self.engine = engine
         self.book = book
         self.endpoints: tuple[BatchEndpoints, ...] = (

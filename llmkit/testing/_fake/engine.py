@@ -33,7 +33,15 @@ from .dialect_gemini import GeminiDialect
 from .dialect_openai import OpenAIDialect
 from .faults import FaultBook
 from .log import RequestLog, RequestRecord
-from .replies import REPLY_TYPES, Fault, ReplyFunction, ReplyValue, RequestInfo, entry_from_json
+from .replies import (
+    REPLY_TYPES,
+    Fault,
+    ReplyFunction,
+    ReplyValue,
+    RequestInfo,
+    entry_from_json,
+    fault_message,
+)
 
 __all__ = ["DIALECTS", "Engine", "HttpReply"]
 
@@ -45,14 +53,6 @@ DIALECTS: tuple[Dialect, ...] = (OpenAIDialect(), AnthropicDialect(), GeminiDial
 Headers = list[tuple[str, str]]
 JSON_TYPE = "application/json"
 SSE_TYPE = "text/event-stream; charset=utf-8"
-_DEFAULT_MESSAGES = {
-    429: "Rate limit exceeded (injected by the fake server).",
-    500: "Internal server error (injected by the fake server).",
-    503: "Service unavailable (injected by the fake server).",
-    529: "Overloaded",
-}
-
-
 @dataclass
 class HttpReply:
     """What to write back; the HTTP layer does the I/O.
@@ -240,6 +240,10 @@ class Engine:
             return default_reply(info)
         return value
 
+    def generated(self, info: RequestInfo) -> ReplyValue:
+        """What ``reply=`` (or the echo) answers ``info`` with (the batch endpoints use it too)."""
+        return self._generated(info)
+
     def _generated(self, info: RequestInfo) -> ReplyValue:
         if self.reply is None:
             return default_reply(info)
@@ -273,7 +277,7 @@ class Engine:
         if cut is not None:
             reply.cut_at = _cut_index(reply.events, cut.after_deltas or 0)
             if cut.status is not None:
-                message, kind = _fault_message(cut)
+                message, kind = fault_message(cut)
                 reply.cut_event = dialect.stream_error(cut.status, message, kind)
         return reply
 
@@ -296,7 +300,7 @@ class Engine:
                 reply.body = b'{"id": "broken", "choices": [{"index": 0, '
         else:
             assert fault.status is not None
-            message, kind = _fault_message(fault)
+            message, kind = fault_message(fault)
             reply = self._error(call, fault.status, message, kind, fault.retry_after, fault)
         reply.delay = delay
         reply.headers = _replaced(reply.headers, [fault])
@@ -398,12 +402,6 @@ def _cut_index(events: list[StreamEvent], after_deltas: int) -> int:
                 return index
             seen, last = seen + 1, index + 1
     return last
-
-
-def _fault_message(fault: Fault) -> tuple[str, str | None]:
-    status = fault.status or 500
-    default = _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the fake server).")
-    return fault.message or default, fault.error_type
 
 
 def _replaced(headers: Headers, faults: list[Fault]) -> Headers:

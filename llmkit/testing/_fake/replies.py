@@ -16,6 +16,7 @@ __all__ = [
     "ToolCallReply",
     "entry_from_json",
     "entry_to_json",
+    "fault_message",
     "fault_to_json",
 ]
 
@@ -316,3 +317,18 @@ def entry_from_json(data: Any) -> ReplyValue:
         except TypeError as exc:
             raise ValueError(f"invalid fault: {exc}") from exc
     raise ValueError(f"not a script entry: {data!r}")
+
+
+_DEFAULT_MESSAGES = {
+    429: "Rate limit exceeded (injected by the fake server).",
+    500: "Internal server error (injected by the fake server).",
+    503: "Service unavailable (injected by the fake server).",
+    529: "Overloaded",
+}
+
+
+def fault_message(fault: Fault) -> tuple[str, str | None]:
+    """The error message and type an injected fault is answered with."""
+    status = fault.status or 500
+    default = _DEFAULT_MESSAGES.get(status, f"Error {status} (injected by the fake server).")
+    return fault.message or default, fault.error_type
