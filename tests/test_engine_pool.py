@@ -436,3 +436,52 @@ def test_an_async_wait_holds_no_thread_and_a_cancelled_one_leaves_the_queue():
         assert pool.status()["waiting_requests"] == 0 and pool.in_flight() == 0
 
     asyncio.run(main())
+
+
+# -- no network under the pool's lock -------------------------------------------------------------
+
+
+class _BlockingLink:
+    """A shared-limits twin whose every round trip blocks until released (Redis answering slowly)."""
+
+    def __init__(self, gate: threading.Event, inside: list[str], name: str) -> None:
+        self.gate, self.inside, self.name = gate, inside, name
+
+    def confirm(self, pool, lease) -> bool:
+        self.inside.append(f"confirm {self.name}")
+        self.gate.wait(5)
+        return True
+
+    def push(self, pool, limiter) -> None:
+        self.inside.append(f"push {self.name}")
+        self.gate.wait(5)
+
+
+class _BlockingShared:
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.inside: list[str] = []
+
+    def link(self, name, rate_limit):
+        return _BlockingLink(self.gate, self.inside, name)
+
+
+@pytest.mark.timeout(10)
+def test_a_slow_shared_store_never_holds_the_pools_lock():
+    shared = _BlockingShared()
+    provider = ScriptedProvider()
+    pool = KeyPool(provider, KEYS, rate_limits=[RateLimit(requests_per_minute=600)] * len(KEYS),
+                   pool_config=PoolConfig(acquire_timeout=5), clock=FakeClock(),
+                   shared_limits=shared)  # fmt: skip
+    loop = RetryLoop(pool, RetryPolicy(max_retries=0), acquire_timeout=5)
+    calls = [in_thread(lambda: loop.execute(req())) for _ in KEYS]  # one per key, all blocked in Redis
+    _wait(lambda: len(shared.inside) == len(KEYS))
+    assert all(step.startswith("confirm") for step in shared.inside)  # all three are in at once
+    assert pool.status()["total_clients"] == len(KEYS)  # status answers while they wait
+    assert pool._lock.acquire(timeout=0.5)  # and the lock itself is free
+    pool._lock.release()
+    shared.gate.set()
+    for thread, results, errors in calls:
+        thread.join(5)
+        assert not errors and results[0].content == "ok"
+    pool.close()
