@@ -28,7 +28,7 @@ from llmkit import (
     SessionManager,
 )
 from llmkit.aio import get_llm_manager
-from llmkit.config import load_settings
+from llmkit.config import PoolConfig, load_settings
 from llmkit.manager import reset_llm_manager
 from llmkit.testing import FakeLLMServer, Fault, ToolCallReply
 
@@ -481,3 +481,22 @@ def test_a_cancelled_in_flight_request_releases_its_key_at_once(server, provider
     with make(server, provider) as client:
         asyncio.run(run(AsyncLLMClient.wrap(client)))
     assert len(server.requests) == 3  # "slow" was sent once (not retried), then "next"
+
+
+@pytest.mark.timeout(20)
+def test_an_open_stream_and_waiting_calls_do_not_starve_each_other(server):
+    """One key, one call at a time, one worker thread: the stream's chunks never wait for a thread."""
+
+    async def run(aclient: AsyncLLMClient) -> list[str]:
+        stream = aclient.stream("the stream holds the only key")
+        first = await stream.__anext__()
+        waiting = [aclient.submit(f"waiting {i}") for i in range(8)]
+        assert await until(lambda: aclient.status()["waiting_requests"] == 8)
+        rest = [text async for text in stream]  # read to its end while eight calls wait
+        assert first + "".join(rest) == "the stream holds the only key"
+        return [r.content for r in await asyncio.gather(*waiting)]
+
+    with make(server, rate_limit=RateLimit(max_concurrent=1), acquire_timeout=10,
+              pool=PoolConfig(max_workers=1)) as client:  # fmt: skip
+        answers = asyncio.run(run(AsyncLLMClient.wrap(client)))
+    assert answers == [f"waiting {i}" for i in range(8)]
