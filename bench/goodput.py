@@ -14,6 +14,7 @@ the 429s the server sent::
     python bench/goodput.py --matrix                  # styles (a)-(g) x contenders, 3 runs, medians
     python bench/goodput.py --style leaky             # one style, both scenarios' default contenders
     python bench/goodput.py --matrix --runs 1 --requests 200
+    python bench/goodput.py --rows c,g                # some rows of the matrix
 
 The styles (the issue's letters): (a) minute_bucket, (b) second_bucket,
 (c) per_second, (d) leaky (nginx limit_req burst=1), (e) fixed_minute,
@@ -112,6 +113,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("--matrix", action="store_true", help="every style (a)-(g), every contender")
     parser.add_argument("--style", default=None, help="one style of the matrix (default: all with --matrix)")
+    parser.add_argument("--rows", default=None, help="some rows of the matrix by letter, e.g. 'c,g'")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated contenders")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell; the table shows medians")
     parser.add_argument("--requests", type=int, default=400)
@@ -121,7 +123,10 @@ def main() -> int:
     args = parser.parse_args()
     contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     rows = [r for r in ROWS if args.style is None or r[2] == args.style]
-    if not args.matrix and args.style is None:
+    if args.rows:
+        letters = {f"({letter.strip()})" for letter in args.rows.split(",")}
+        rows = [r for r in ROWS if r[0].split()[0] in letters]
+    elif not args.matrix and args.style is None:
         rows = [r for r in ROWS if r[2] == "per_second"]
     table_of = scenarios()
     results = []

@@ -260,3 +260,20 @@ def test_a_refused_request_is_refunded_whole():
     reservation = limiter.take(Cost(), T0)
     limiter.refund(reservation, T0)
     assert limiter.snapshot(T0)["remaining"]["requests"] == 60 and limiter.in_flight == 0
+
+
+def test_a_reset_timestamp_counts_from_when_the_reply_was_read():
+    """Anthropic's resets are instants (RFC 3339), turned into seconds when the reply is read:
+    the window ends that long after the reply, not after the request was counted (a trip earlier),
+    which would open the next window early and send into a full one."""
+    now = 100.0
+    relative, absolute = KeyLimiter(None, now), KeyLimiter(None, now)
+    sent, received = 100.0, 100.2  # a 200 ms trip
+    for limiter, from_reply in ((relative, False), (absolute, True)):
+        state = ServerLimitState(remaining_requests=0, limit_requests=60, reset_requests=0.5,
+                                 resets_from_reply=from_reply)  # fmt: skip
+        limiter.observe(state, sent, received, Cost())
+    counted = relative.lanes["requests"].view.instant  # a duration: from when the server counted it
+    named = absolute.lanes["requests"].view.instant  # a timestamp: the instant it names
+    assert counted == pytest.approx(sent + 0.1 + 0.5)  # counted half a trip after the send
+    assert named == pytest.approx(received + 0.5)

@@ -347,3 +347,24 @@ def test_the_command_lines_take_a_style() -> None:
         build_kwargs(_parser().parse_args(["--rpm", "60", "--style", "leaky", "--burst-seconds", "1"]))
     with pytest.raises(SystemExit):
         _parser().parse_args(["--style", "lenient"])
+
+
+def test_with_the_real_clock_a_per_second_windows_reset_stamp_is_its_exact_end():
+    """Windows on the wall clock's whole seconds: the whole-second RFC 3339 stamp Anthropic
+    sends names the window's end exactly (not up to a second after it)."""
+    import time
+    from datetime import datetime
+
+    import httpx
+
+    limits = ServerLimits(requests_per_minute=120, style="per_second")
+    with FakeLLMServer(limits=limits) as server:
+        messages = [{"role": "user", "content": "hi"}]
+        body = {"model": "claude-3-5-haiku-latest", "max_tokens": 8, "messages": messages}
+        headers = {"x-api-key": "sk-test-wall", "anthropic-version": "2023-06-01"}
+        for _ in range(5):
+            asked = time.time()
+            reply = httpx.post(server.anthropic_base_url + "/v1/messages", json=body, headers=headers)
+            stamp = reply.headers["anthropic-ratelimit-requests-reset"]
+            end = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            assert end == int(end) and 0 <= end - asked <= 1.0 + 0.05  # the next whole second

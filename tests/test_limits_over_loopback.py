@@ -74,6 +74,35 @@ def test_token_limits_per_second_hold_for_anthropic():
     assert stats["by_status"][200] == 40 and stats["by_status"].get(429, 0) <= 1
 
 
+def test_anthropics_tokens_headers_are_the_tightest_limit_not_a_combined_one():
+    """Anthropic documents ``anthropic-ratelimit-tokens-*`` as the values of whichever of the input
+    and output limits is most restrictive: not a third, combined limit (OpenAI's TPM)."""
+    from llmkit.providers._limits import anthropic_limits
+
+    prefix = "anthropic-ratelimit-"
+    headers = {
+        prefix + "input-tokens-limit": "90000", prefix + "input-tokens-remaining": "89000",
+        prefix + "output-tokens-limit": "24000", prefix + "output-tokens-remaining": "23900",
+        prefix + "tokens-limit": "24000", prefix + "tokens-remaining": "23900",
+    }  # fmt: skip
+    state = anthropic_limits(headers)
+    assert state is not None
+    assert (state.limit_input_tokens, state.limit_output_tokens) == (90000, 24000)
+    assert state.limit_tokens is None and state.remaining_tokens is None
+
+
+@pytest.mark.timeout(60)
+def test_with_dashboard_token_limits_anthropic_gets_no_combined_token_lane():
+    limits = ServerLimits(requests_per_minute=6000, input_tokens_per_minute=90_000,
+                          output_tokens_per_minute=24_000, style="per_second")  # fmt: skip
+    rate_limit = RateLimit(requests_per_minute=6000, input_tokens_per_minute=90_000,
+                           output_tokens_per_minute=24_000)  # fmt: skip
+    with FakeLLMServer(limits=limits, latency=0.01) as server, client(server, "anthropic", rate_limit) as c:
+        send_all(c, 10)
+        lanes = c.status()["client_statuses"][0]["limits"]
+    assert set(lanes) == {"requests", "input_tokens", "output_tokens"}  # no learned "tokens" at 24,000
+
+
 @pytest.mark.parametrize("provider", [*PROVIDERS, "google"])
 def test_an_account_out_of_credit_is_disabled_with_its_reason_and_the_call_moves_on(provider):
     with FakeLLMServer(out_of_credit_keys=[KEYS[0]]) as server:

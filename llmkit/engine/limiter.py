@@ -246,7 +246,10 @@ class KeyLimiter:
             if lane is None or not _believable(remaining, lane.limit):
                 continue
             reset = _sane_reset(getattr(state, f"reset_{name}"))
-            reset = _DEFAULT_RESET if reset is None else reset
+            if reset is None:
+                reset = _DEFAULT_RESET
+            elif state.resets_from_reply:  # a timestamp, read when the reply came: as of the count
+                reset += max(0.0, now - sent_at) / 2
             took = admitted.amount(name) if admitted is not None else 0.0
             lane.view.observe(float(remaining), reset, (lane.limit or 0.0) / 60.0, sent_at, now, took)
             if float(remaining) > self.peaks.get(name, -1.0):

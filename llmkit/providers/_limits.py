@@ -3,8 +3,12 @@
 * OpenAI (and OpenAI-compatible servers): ``x-ratelimit-limit-requests`` /
   ``-tokens`` (per minute), ``x-ratelimit-remaining-*``, ``x-ratelimit-reset-*``
   as Go-style durations ("1s", "6m0s", "20ms"); tokens are input and output combined.
-* Anthropic: ``anthropic-ratelimit-{requests,input-tokens,output-tokens,tokens}-{limit,remaining,reset}``,
-  the reset an RFC 3339 timestamp.
+* Anthropic: ``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,reset}``,
+  the reset an RFC 3339 timestamp. Its ``anthropic-ratelimit-tokens-*`` headers are
+  documented as the values of whichever of the input and output limits is most
+  restrictive right now: a copy of one of them, not a third, combined limit. They are
+  read as the combined lane only when neither the input nor the output headers come
+  (a proxy that forwards just those), where that is the cautious reading.
 
 Values that are not numbers, or not finite, are left out (None); what is
 believable is the engine's to decide (:mod:`llmkit.engine.limiter`).
@@ -60,7 +64,10 @@ def anthropic_limits(headers: Mapping[str, str], now: float | None = None) -> Se
         values[f"reset_{field}"] = _seconds_until(headers.get(prefix + "reset"), wall)
     if all(values[f"remaining_{field}"] is None for field in _ANTHROPIC_KINDS):
         return None
-    return ServerLimitState(**values)
+    if values["limit_input_tokens"] is not None or values["limit_output_tokens"] is not None:
+        for part in ("limit", "remaining", "reset"):  # the tightest of the two, not a limit of its own
+            values[f"{part}_tokens"] = None
+    return ServerLimitState(**values, resets_from_reply=True)
 
 
 def _seconds_until(stamp: str | None, now: float) -> float | None:

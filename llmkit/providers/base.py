@@ -68,7 +68,9 @@ class ServerLimitState:
 
     ``remaining_*`` is what the server had left when it admitted the call,
     ``limit_*`` its limit per minute, ``reset_*`` the seconds until the limit is
-    whole again.
+    whole again: from when the server answered (OpenAI's durations), or, with
+    ``resets_from_reply``, from when the reply was read (Anthropic's RFC 3339
+    timestamps, turned into seconds from that moment).
     """
 
     remaining_requests: float | None = None
@@ -83,6 +85,7 @@ class ServerLimitState:
     reset_input_tokens: float | None = None
     reset_output_tokens: float | None = None
     reset_tokens: float | None = None
+    resets_from_reply: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,13 +88,15 @@ class ServerLimits:
         """The resolved style name (``"bucket"`` for a ``burst_seconds`` other than 1 or 60)."""
         return self.style or STYLES[0]
 
-    def enforcer(self, dimension: str, per_minute: float) -> Enforcer:
-        """A fresh enforcer for ``per_minute`` of ``dimension`` in this style."""
+    def enforcer(self, dimension: str, per_minute: float, origin: float = 0.0) -> Enforcer:
+        """A fresh enforcer for ``per_minute`` of ``dimension`` in this style (``origin``: see
+        :func:`~.enforcement.make_enforcer`)."""
         burst = self.leaky_burst
         if dimension != REQUESTS:
             burst = self.leaky_token_burst if self.leaky_token_burst is not None else max(
                 1.0, per_minute / 60.0)
-        return make_enforcer(self.enforcement, per_minute, burst=burst, seconds=self.burst_seconds)
+        return make_enforcer(self.enforcement, per_minute, burst=burst, seconds=self.burst_seconds,
+                             origin=origin)  # fmt: skip
 
 
 def _resolve_style(style: str | None, seconds: float | None) -> tuple[str, float | None]:
@@ -163,10 +165,12 @@ class RateLimiter:
         limits: ServerLimits | None,
         key_limits: Mapping[str, ServerLimits] | None,
         clock: Callable[[], float],
+        origin: float = 0.0,
     ) -> None:
         self._default = limits
         self._per_key = dict(key_limits or {})
         self._clock = clock
+        self._origin = origin  # the clock's offset to Unix time: windows on the wall's seconds
         self._lock = threading.Lock()
         self._enforcers: dict[str, dict[str, Enforcer]] = {}
         self._admitted: Counter[str] = Counter()
@@ -183,7 +187,7 @@ class RateLimiter:
             if limits is not None:
                 for name, value in limits.per_minute().items():
                     if value is not None:
-                        enforcers[name] = limits.enforcer(name, value)
+                        enforcers[name] = limits.enforcer(name, value, self._origin)
             self._enforcers[key] = enforcers
         return enforcers
 

@@ -181,23 +181,27 @@ class TokenBucket(Enforcer):
 
 
 class FixedWindow(Enforcer):
-    """Fixed windows of ``window`` seconds aligned on the clock's multiples of ``window``,
-    each admitting ``capacity``; what a window did not use is lost."""
+    """Fixed windows of ``window`` seconds, each admitting ``capacity``; what a window did not
+    use is lost. Windows start on the multiples of ``window`` of ``clock + origin``: with the
+    server's offset to Unix time as ``origin`` they are the wall clock's whole seconds and
+    minutes, as a provider's windows are, so a reset named to the whole second is exact."""
 
-    __slots__ = ("capacity", "index", "limit", "style", "used", "window")
+    __slots__ = ("capacity", "index", "limit", "origin", "style", "used", "window")
 
-    def __init__(self, per_minute: float, window: float, capacity: float, style: str) -> None:
+    def __init__(self, per_minute: float, window: float, capacity: float, style: str,
+                 origin: float = 0.0) -> None:  # fmt: skip
         if per_minute <= 0 or window <= 0 or capacity <= 0:
             raise ValueError("a fixed window needs a limit, a length and a capacity > 0")
         self.style = style
         self.limit = float(per_minute)
         self.window = float(window)
         self.capacity = float(capacity)
+        self.origin = float(origin) % self.window
         self.index: int | None = None
         self.used = 0.0
 
     def _index(self, now: float) -> int:
-        return math.floor((now + _TIME_EPS) / self.window)
+        return math.floor((now + self.origin + _TIME_EPS) / self.window)
 
     def _roll(self, now: float) -> int:
         index = self._index(now)
@@ -206,7 +210,7 @@ class FixedWindow(Enforcer):
         return index
 
     def _next_start(self, index: int, now: float) -> float:
-        return max(0.0, (index + 1) * self.window - now)
+        return max(0.0, (index + 1) * self.window - self.origin - now)
 
     def wait(self, now: float, amount: float) -> float:
         index = self._roll(now)
@@ -410,19 +414,22 @@ def make_enforcer(
     *,
     burst: float | None = None,
     seconds: float | None = None,
+    origin: float = 0.0,
 ) -> Enforcer:
     """A fresh enforcer of ``per_minute`` in ``style`` (one of :data:`STYLES`).
 
     ``burst``: the ``"leaky"`` style's nginx ``burst`` in units of the dimension
     (default 1). ``seconds``: what a ``"bucket"`` holds, in seconds of its rate
-    (the internal style behind ``ServerLimits(burst_seconds=...)``).
+    (the internal style behind ``ServerLimits(burst_seconds=...)``). ``origin``: where
+    fixed windows start, as an offset of the clock (the server passes its offset to Unix
+    time, so its windows are the wall clock's seconds and minutes).
     """
     if per_minute <= 0:
         raise ValueError(f"a limit must be > 0 per minute, not {per_minute!r}")
     if style == "per_second":
-        return FixedWindow(per_minute, 1.0, max(1.0, per_minute / 60.0), style)
+        return FixedWindow(per_minute, 1.0, max(1.0, per_minute / 60.0), style, origin)
     if style == "fixed_minute":
-        return FixedWindow(per_minute, 60.0, per_minute, style)
+        return FixedWindow(per_minute, 60.0, per_minute, style, origin)
     if style == "minute_bucket":
         return TokenBucket(per_minute, 60.0, style)
     if style == "second_bucket":

@@ -123,7 +123,10 @@ class Engine:
         self.valid_keys = None if valid_keys is None else frozenset(valid_keys)
         self.forbidden_keys = frozenset(forbidden_keys)
         self.out_of_credit_keys = frozenset(out_of_credit_keys)
-        self.limiter = RateLimiter(limits, key_limits, clock)
+        # With the real clock, fixed windows are the wall clock's seconds and minutes (a provider's
+        # are, and its whole-second reset stamps are then exact); an injected clock keeps its own.
+        origin = self.wall_offset if clock is time.monotonic else 0.0
+        self.limiter = RateLimiter(limits, key_limits, clock, origin)
         self.book = FaultBook(fault_rates, seed, slow_seconds, fault_retry_after)
         self.log = RequestLog(log_limit)
         book = BatchBook(clock, self.wall_offset, batch_time_scale, batch_seconds, batch_queue_limit)

@@ -53,7 +53,9 @@ class FakeLLMServer:
         slow_seconds: the delay of a ``"slow"`` random fault.
         fault_retry_after: the ``retry-after`` of random 429s, in seconds.
         clock: the rate limiter's clock (seconds, monotonic); inject one in tests.
-            Per-second and per-minute windows are aligned on its whole seconds and minutes.
+            Per-second and per-minute windows are aligned on an injected clock's whole
+            seconds and minutes; with the real clock, on the wall clock's (as a provider's
+            windows are, which makes Anthropic's whole-second reset stamps exact).
         wall_clock: Unix time, read once to map ``clock`` to wall time (Anthropic's
             RFC 3339 reset headers); inject one with ``clock`` for exact timestamps.
         log_limit: how many records :attr:`requests` keeps (the most recent;
