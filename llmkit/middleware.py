@@ -168,12 +168,9 @@ class LoggingMiddleware:
         try:
             response = call_next(request)
         except Exception as error:
-            if self.logger.isEnabledFor(self._level_of(error)):
-                self._failure(request, error, time.perf_counter() - started)
+            self._failed(request, error, started)
             raise
-        if self.logger.isEnabledFor(self.level):
-            self._success(request, response, time.perf_counter() - started)
-        return response
+        return self._answered(request, response, started)
 
     async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
         """:meth:`__call__` in asyncio."""
@@ -181,12 +178,18 @@ class LoggingMiddleware:
         try:
             response = await call_next(request)
         except Exception as error:
-            if self.logger.isEnabledFor(self._level_of(error)):
-                self._failure(request, error, time.perf_counter() - started)
+            self._failed(request, error, started)
             raise
+        return self._answered(request, response, started)
+
+    def _answered(self, request: Request, response: Response, started: float) -> Response:
         if self.logger.isEnabledFor(self.level):
             self._success(request, response, time.perf_counter() - started)
         return response
+
+    def _failed(self, request: Request, error: Exception, started: float) -> None:
+        if self.logger.isEnabledFor(self._level_of(error)):
+            self._failure(request, error, time.perf_counter() - started)
 
     def observe_stream(self, request: Request, response: Response, error: BaseException | None) -> None:
         """Log a stream when it ends, as a call (``llm stream ...``); ``response`` is what arrived."""

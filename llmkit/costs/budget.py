@@ -89,33 +89,42 @@ class CostMiddleware:
         return self._reserved
 
     def __call__(self, request: Request, call_next: Handler) -> Response:
-        if self.max_cost is None:
-            return self._finish(request, call_next(request))
-        reservation = self._reserve(request)
-        if not isinstance(reservation, float):  # refused, but the cache has the answer
-            return self._finish(request, reservation)
+        held = self._hold(request)
+        if isinstance(held, Response):  # refused, but the cache has the answer
+            return self._finish(request, held)
         try:
-            response = self._price(request, call_next(request))
+            response = call_next(request)
         except BaseException:
-            self._settle(reservation, 0.0)
+            self._drop(held)
             raise
-        self._settle(reservation, response.cost or 0.0)
-        self.tracker.record(response)
-        return response
+        return self._charge(request, response, held)
 
     async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
         """:meth:`__call__` in asyncio (the same books: they are in memory, under a short lock)."""
-        if self.max_cost is None:
-            return self._finish(request, await call_next(request))
-        reservation = self._reserve(request)
-        if not isinstance(reservation, float):
-            return self._finish(request, reservation)
+        held = self._hold(request)
+        if isinstance(held, Response):
+            return self._finish(request, held)
         try:
-            response = self._price(request, await call_next(request))
+            response = await call_next(request)
         except BaseException:
-            self._settle(reservation, 0.0)
+            self._drop(held)
             raise
-        self._settle(reservation, response.cost or 0.0)
+        return self._charge(request, response, held)
+
+    def _hold(self, request: Request) -> float | Response | None:
+        """The call's reservation (None: no budget), or the cached answer when it is refused."""
+        return None if self.max_cost is None else self._reserve(request)
+
+    def _drop(self, held: float | None) -> None:
+        if held is not None:
+            self._settle(held, 0.0)
+
+    def _charge(self, request: Request, response: Response, held: float | None) -> Response:
+        """Price and record the answer; settle its reservation with what it cost."""
+        if held is None:
+            return self._finish(request, response)
+        response = self._price(request, response)
+        self._settle(held, response.cost or 0.0)
         self.tracker.record(response)
         return response
 
