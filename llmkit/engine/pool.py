@@ -115,10 +115,15 @@ class KeyPool:
     # -- acquiring ------------------------------------------------------------------------
 
     def check_fits(self, cost: Cost) -> None:
-        """RequestTooLargeError, before anything is sent, when no key could ever admit ``cost``."""
-        reasons = [slot.limiter.too_large(cost) for slot in self.slots]
-        if all(reasons):
-            raise too_large_error(self.provider.name, reasons)
+        """RequestTooLargeError, before anything is sent, when no key could ever admit ``cost``.
+
+        Stops at the first key that could (per call, a thousand keys cost what one does);
+        every key's reason is gathered only for the error.
+        """
+        for slot in self.slots:
+            if slot.limiter.too_large(cost) is None:
+                return
+        raise too_large_error(self.provider.name, [slot.limiter.too_large(cost) for slot in self.slots])
 
     def acquire(self, cost: Cost, *, deadline: float | None = None, avoid: int | None = None,
                 cancel: threading.Event | None = None, note: str = "") -> Lease:  # fmt: skip

@@ -75,7 +75,7 @@ class HttpProvider(Provider):
         return endpoint
 
     def warm(self) -> None:
-        _ = self.endpoint().client
+        self.endpoint().warm()
 
     def abort(self) -> int:
         return self._endpoint.abort() if self._endpoint is not None else 0
