@@ -367,6 +367,33 @@ def test_a_request_that_could_never_fit_is_refused_before_anything_is_sent():
     assert provider.calls == []
 
 
+def test_a_request_that_fits_the_first_key_looks_at_no_other(monkeypatch):
+    """Per call, a thousand keys cost what one does: the size check stops at the first that fits."""
+    from llmkit.engine.limiter import KeyLimiter
+
+    keys = [f"sk-test-many-{i:04d}" for i in range(1000)]
+    _, _, pool, _, _, _ = make(keys=keys, rate_limit=RateLimit(input_tokens_per_minute=5000))
+    looked = []
+    too_large = KeyLimiter.too_large
+    monkeypatch.setattr(KeyLimiter, "too_large", lambda self, cost: looked.append(1) or too_large(self, cost))
+    pool.check_fits(Cost(1, 100, 0))
+    assert len(looked) == 1
+    with pytest.raises(RequestTooLargeError):
+        pool.check_fits(Cost(1, 200_000, 0))
+
+
+def test_the_workers_are_what_the_keys_allow_in_flight():
+    assert make(keys=KEYS[:1])[2].workers() == 64  # one key, no cap: map at 64 calls at a time
+    assert make(rate_limit=RateLimit(max_concurrent=5))[2].workers() == 5 * len(KEYS)
+    grouped = RateLimit(max_concurrent=6, group="project-a")  # one limit for every key
+    assert make(rate_limit=grouped)[2].workers() == 6
+    assert make(keys=KEYS[:1], rate_limit=RateLimit(max_concurrent=1))[2].workers() == 4  # at least 4
+    assert make(max_workers=3)[2].workers() == 3
+    pool = make(keys=KEYS[:1], rate_limit=RateLimit(max_concurrent=40))[2]
+    assert pool.executor()._max_workers == 40
+    pool.close()
+
+
 def test_token_reservation_is_reconciled_with_real_usage():
     _, _, pool, loop, _, _ = make(
         keys=KEYS[:1],

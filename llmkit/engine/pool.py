@@ -547,15 +547,22 @@ class KeyPool:
         }
 
     def executor(self) -> ThreadPoolExecutor:
-        """The pool's worker threads (for submit, map and batch)."""
+        """The pool's worker threads (for submit, map and batch), :meth:`workers` of them at most
+        (started as work needs them)."""
         with self._lock:
             if self._closed:
                 raise PoolClosedError("The client is closed", provider=self.provider.name)
             if self._executor is None:
-                workers = self.config.workers_for(len(self.slots))
                 name = f"llmkit-{self.provider.name}"
-                self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+                self._executor = ThreadPoolExecutor(self.workers(), thread_name_prefix=name)
             return self._executor
+
+    def workers(self) -> int:
+        """How many worker threads the pool runs: ``PoolConfig.max_workers``, or what the keys'
+        limits allow in flight (``PoolConfig.workers_for``; keys of one limit group count once)."""
+        limiters = {id(slot.limiter): slot.limiter for slot in self.slots}
+        caps = [limiter.max_concurrent for limiter in limiters.values()]
+        return self.config.workers_for(len(self.slots), caps)
 
     def in_flight(self) -> int:
         """Attempts holding a key right now."""
