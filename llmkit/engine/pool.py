@@ -70,6 +70,7 @@ class KeyPool:
         self.config = pool_config
         self.clock = clock or SystemClock()
         self.slots = self._make_slots(api_keys, rate_limits, shared_limits)
+        self._counts_tokens = any(slot.limiter.counts_tokens for slot in self.slots)
         self._lock = threading.Lock()
         self._queue: deque[Waiter] = deque()
         self._extenders: list[ThreadWaiter] = []
@@ -110,7 +111,18 @@ class KeyPool:
 
     @property
     def counts_tokens(self) -> bool:
-        return any(slot.limiter.counts_tokens for slot in self.slots)
+        """Whether any key has a token lane, so that requests reserve their estimated tokens.
+
+        Known without looking at every key on every call: lanes are configured at the start
+        or learned later (from headers, a 429, the shared store) and never dropped, and a
+        key's are looked at whenever it is granted or released (:meth:`_heard_lanes`).
+        """
+        return self._counts_tokens
+
+    def _heard_lanes(self, limiter: KeyLimiter) -> None:
+        """Under the lock: note a token lane ``limiter`` may have learned."""
+        if not self._counts_tokens and limiter.counts_tokens:
+            self._counts_tokens = True
 
     # -- acquiring ------------------------------------------------------------------------
 
@@ -398,6 +410,7 @@ class KeyPool:
         slot.health.on_acquire(now)
         slot.requests += 1
         self._next = (slot.index + 1) % len(self.slots)
+        self._heard_lanes(limiter)
         return Lease(slot, reservation)
 
     def _grant(self, waiter: Waiter, slot: KeySlot, now: float) -> None:
@@ -472,6 +485,7 @@ class KeyPool:
                 slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
                 slot.limiter.on_success(now)
                 slot.health.on_success()
+                self._heard_lanes(slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed after a successful call (the reply is kept)")
@@ -485,6 +499,7 @@ class KeyPool:
                 now = self.clock.now()
                 reservation = lease.reservation
                 lease.slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
+                self._heard_lanes(lease.slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed on a stream's headers (the stream goes on)")
@@ -496,6 +511,7 @@ class KeyPool:
             with self._lock:
                 now = self.clock.now()
                 apply_failure(lease, error, cooldown, now)
+                self._heard_lanes(lease.slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed after a failed call")
