@@ -248,3 +248,29 @@ def test_an_abort_between_two_chunks_ends_the_next_read_not_the_callers_code(slo
             return first
 
     assert asyncio.run(run()) == "one "
+
+
+# -- a cold start -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_plain_call_and_stream_import_no_sdk_and_no_httpx2(slow, provider):
+    """The lean path is llmkit's own HTTP over httpcore2: a new process's first call imports no SDK
+    (nor httpx2, the SDKs' client layer: 20 ms of a cold start); the SDK comes with Response.raw."""
+    import subprocess
+    import sys
+
+    url = slow.openai_base_url if provider == "openai" else slow.anthropic_base_url
+    code = f"""
+import sys, llmkit
+client = llmkit.LLMClient({provider!r}, api_keys=["sk-test-cold-1"], base_url={url!r})
+assert client.complete("hi").content == "hi"
+assert "".join(client.stream("one two")) == "one two"
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"openai", "anthropic", "instructor", "httpx2"}}))
+_ = client.complete("hi").raw.model  # the SDK's object, built on first use
+print(sorted({{m.split(".")[0] for m in sys.modules}} & {{"openai", "anthropic"}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"})  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", f"[{provider!r}]"]

@@ -56,6 +56,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds for a complete reply when nothing says (the o
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 1000
 KEEPALIVE_CONNECTIONS = 100
+KEEPALIVE_EXPIRY = 5.0  # seconds an idle connection is kept (httpx2's default)
 
 
 class Endpoint:
@@ -67,7 +68,6 @@ class Endpoint:
         self.timeout = timeout if timeout is not None else DEFAULT_TIMEOUT
         self._target: Target | None = None
         self._ssl: ssl.SSLContext | None = None
-        self._transport: httpx2.HTTPTransport | None = None
         self._pool: httpcore2.ConnectionPool | None = None
         self._sync: httpx2.Client | None = None
         self._backend: TrackingBackend | None = None
@@ -91,27 +91,23 @@ class Endpoint:
     def _sync_pool(self) -> httpcore2.ConnectionPool:
         pool = self._pool
         if pool is None:
+            import httpcore2
+
             with self._lock:
                 if self._closed:
                     raise PoolClosedError("The client is closed", provider=self.provider)
                 if self._pool is None:
-                    self._transport, self._backend = self._sync_transport()
-                    self._pool = self._transport._pool
+                    self._backend = TrackingBackend(httpcore2.SyncBackend())  # its sockets are known
+                    backend: Any = self._backend
+                    self._pool = httpcore2.ConnectionPool(network_backend=backend, **self._limits())
                 pool = self._pool
-        assert pool is not None
         return pool
 
-    def _sync_transport(self) -> tuple[httpx2.HTTPTransport, TrackingBackend]:
-        """Under the lock: the blocking transport, its sockets tracked (see :mod:`.sockets`)."""
-        import httpx2
-
-        target = self._wire()
-        limits = httpx2.Limits(max_connections=MAX_CONNECTIONS,
-                               max_keepalive_connections=KEEPALIVE_CONNECTIONS)  # fmt: skip
-        transport = httpx2.HTTPTransport(limits=limits, verify=self._tls(target))
-        backend = TrackingBackend(transport._pool._network_backend)
-        transport._pool._network_backend = backend  # type: ignore[assignment]  # its sockets are known
-        return transport, backend
+    def _limits(self) -> dict[str, Any]:
+        """The connection pools' settings (httpx2's defaults, but for the number of connections)."""
+        return {"ssl_context": self._tls(self._wire()), "max_connections": MAX_CONNECTIONS,
+                "max_keepalive_connections": KEEPALIVE_CONNECTIONS,
+                "keepalive_expiry": KEEPALIVE_EXPIRY}  # fmt: skip
 
     def _wire(self) -> Target:
         if self._target is None:
@@ -130,10 +126,13 @@ class Endpoint:
         if client is None:
             import httpx2
 
-            self._sync_pool()
+            pool = self._sync_pool()
             with self._lock:
                 if self._sync is None:
-                    self._sync = httpx2.Client(transport=self._transport, follow_redirects=False)
+                    transport = httpx2.HTTPTransport(verify=self._tls(self._wire()))
+                    transport._pool.close()
+                    transport._pool = pool  # the SDKs' requests share our connections
+                    self._sync = httpx2.Client(transport=transport, follow_redirects=False)
                 client = self._sync
         return client
 
@@ -149,11 +148,7 @@ class Endpoint:
                     raise PoolClosedError("The client is closed", provider=self.provider)
                 pool = self._async.get(loop)
                 if pool is None:
-                    tls = self._tls(self._wire())
-                    pool = self._async[loop] = httpcore2.AsyncConnectionPool(
-                        ssl_context=tls, max_connections=MAX_CONNECTIONS,
-                        max_keepalive_connections=KEEPALIVE_CONNECTIONS,
-                    )  # fmt: skip
+                    pool = self._async[loop] = httpcore2.AsyncConnectionPool(**self._limits())
         return pool
 
     def deadline(self, call: HttpCall, cap: float | None = None) -> float:
@@ -409,18 +404,18 @@ class Endpoint:
         with self._lock:
             self._closed = True
             client, self._sync = self._sync, None
-            transport, self._transport, self._pool = self._transport, None, None
+            pool, self._pool = self._pool, None
             pools, self._async = list(self._async.values()), weakref.WeakKeyDictionary()
         if client is not None:
-            client.close()
-        elif transport is not None:
-            transport.close()
-        for pool in pools:
-            _close_async(pool)
+            client.close()  # closes the pool too
+        elif pool is not None:
+            pool.close()
+        for async_pool in pools:
+            _close_async(async_pool)
 
     def reset_after_fork(self) -> None:
         """In a forked child: forget the parent's connections (they belong to the parent)."""
-        self._sync, self._transport, self._pool, self._backend = None, None, None, None
+        self._sync, self._pool, self._backend = None, None, None
         self._async = weakref.WeakKeyDictionary()
         self._guards = set()
         self._lock = threading.Lock()

@@ -4,7 +4,8 @@ the reply's headers as a mapping, content decoding, and the TLS context.
 The endpoint sends through httpcore2's connection pool itself (the pool the
 SDK clients share through their ``httpx2.Client``): httpx2's client layer
 (URL merging, cookies, auth flows, redirects, event hooks) cost a call about
-200 µs, more than llmkit's own work. What that layer did for us is here.
+200 µs, more than llmkit's own work, and importing httpx2 20 ms of a cold
+start. What that layer did for us is here.
 """
 
 from __future__ import annotations
@@ -20,23 +21,30 @@ from llmkit.errors import MalformedResponseError
 __all__ = ["Inflate", "ReplyHeaders", "Target", "decoder_for", "ssl_context"]
 
 USER_AGENT = f"llmkit/{__version__}"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class Target:
     """Where an endpoint's requests go: scheme, host, port, path prefix and the fixed headers."""
 
     def __init__(self, base_url: str) -> None:
-        import httpx2
+        from urllib.parse import urlsplit
 
-        url = httpx2.URL(base_url)
-        if url.scheme not in ("http", "https"):
-            raise ValueError(f"base_url must be an http:// or https:// URL, got {base_url!r}")
-        self.scheme: bytes = url.raw_scheme
-        self.host: bytes = url.raw_host
-        self.port: int | None = url.port
-        self.prefix: str = url.raw_path.decode("ascii").split("?", 1)[0].rstrip("/")
+        parts = urlsplit(base_url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+        if scheme not in ("http", "https") or not host:
+            raise ValueError(f"base_url must be an http:// or https:// URL with a host, got {base_url!r}")
+        raw_host = host.encode("ascii") if host.isascii() else host.encode("idna")
+        port = parts.port
+        netloc = f"[{host}]" if ":" in host else raw_host.decode("ascii")
+        if port is not None and port != _DEFAULT_PORTS[scheme]:
+            netloc += f":{port}"
+        self.scheme: bytes = scheme.encode("ascii")
+        self.host: bytes = raw_host
+        self.port: int | None = port
+        self.prefix: str = parts.path.rstrip("/")
         self.headers: dict[str, str] = {
-            "host": url.netloc.decode("ascii"), "accept": "*/*", "accept-encoding": "gzip, deflate",
+            "host": netloc, "accept": "*/*", "accept-encoding": "gzip, deflate",
             "connection": "keep-alive", "user-agent": USER_AGENT, "content-type": "application/json",
         }  # fmt: skip
 
