@@ -137,7 +137,7 @@ def report(results: dict[str, list[float]], workers: dict[str, int], args: argpa
     print(f"$ {command()}")
     ideal = args.concurrency / args.latency
     print(f"{args.requests} requests per contender per round, server latency {args.latency * 1000:.0f} ms, "
-          f"{args.concurrency} at a time (ideal {ideal:.0f}/s); medians over {args.rounds} rounds\n")  # fmt: skip
+          f"{args.concurrency} at a time (ideal {ideal:.0f}/s); medians over {args.rounds} rounds\n")
     print(f"{'contender':16} {'req/s':>8} {'range':>11} {'vs AsyncOpenAI':>15}   threads")
     raw = results["AsyncOpenAI"]
     for name, values in results.items():

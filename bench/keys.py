@@ -107,7 +107,8 @@ def report(results: dict[int, dict[str, list[float]]], args: argparse.Namespace)
               f"{statistics.median(entry['rss']):6.1f} MB {memory:+7.1f} MB "
               f"{statistics.median(entry['per_call']) * 1e6:7.0f} µs "
               f"{median_ratio(entry['per_call'], one['per_call']):8.3f}x")  # fmt: skip
-    print("(first response: from before LLMClient(...) to the end of the first complete(), settings included)")
+    print("(first response: from before LLMClient(...) to the end of the first complete(), "
+          "settings included)")
     many = results[1000]
     targets = [
         Target("1000 keys first response", statistics.median(many["first"]), 1.0, unit=" s"),

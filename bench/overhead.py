@@ -225,16 +225,16 @@ def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace)
     for name in TARGETED:
         raw = RAW_OF[name]
         short = name.removeprefix("llmkit ")
-        targets.append(Target(f"{short} per call", median_ratio(results[name]["per_call"],
-                                                                  results[raw]["per_call"]), 0.5))  # fmt: skip
-        targets.append(Target(f"{short} throughput", median_ratio(results[name]["throughput"],
-                                                                    results[raw]["throughput"]),
-                              1.3, at_most=False))  # fmt: skip
+        per_call = median_ratio(results[name]["per_call"], results[raw]["per_call"])
+        throughput = median_ratio(results[name]["throughput"], results[raw]["throughput"])
+        targets.append(Target(f"{short} per call", per_call, 0.5))
+        targets.append(Target(f"{short} throughput", throughput, 1.3, at_most=False))
     return print_targets(targets)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=500, help="sequential calls per contender per round")
     parser.add_argument("--threaded-calls", type=int, default=2000, help="calls per round on the threads")

@@ -262,7 +262,10 @@ def interleaved(measures: dict[str, Measure], messages: list[dict[str, str]], st
     return timings
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, list[float]]]:
+Series = dict[str, list[float]]  # per contender, one value per round
+
+
+def run(args: argparse.Namespace) -> tuple[Series, Series, Series]:
     """Per contender and round: the long stream's median chunks/s and TTFT, and the short streams' TTFT."""
     rates: dict[str, list[float]] = {}
     long_ttfts: dict[str, list[float]] = {}
@@ -287,7 +290,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, lis
             short = interleaved(short_measures, SHORT, args.streams, rng)
             for name in long_measures:
                 if any(t.pieces != args.chunks for t in long[name]):
-                    raise RuntimeError(f"{name} read {[t.pieces for t in long[name]]} pieces, not {args.chunks}")
+                    pieces = [t.pieces for t in long[name]]
+                    raise RuntimeError(f"{name} read {pieces} pieces, not {args.chunks}")
                 rates.setdefault(name, []).append(statistics.median(t.rate for t in long[name]))
                 long_ttfts.setdefault(name, []).append(statistics.median(t.ttft for t in long[name]))
                 ttfts.setdefault(name, []).append(statistics.median(t.ttft for t in short[name]))
@@ -295,11 +299,11 @@ def run(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, lis
     return rates, long_ttfts, ttfts
 
 
-def report(rates: dict[str, list[float]], long_ttfts: dict[str, list[float]], ttfts: dict[str, list[float]],
-           args: argparse.Namespace) -> bool:  # fmt: skip
+def report(rates: Series, long_ttfts: Series, ttfts: Series, args: argparse.Namespace) -> bool:
     print(f"$ {command()}")
-    print(f"medians over {args.rounds} rounds; per round {args.long_streams} streams of {args.chunks:,} chunks "
-          f"and {args.streams} short streams per contender ({args.interval * 1000:.0f} ms before each delta)\n")
+    print(f"medians over {args.rounds} rounds; per round {args.long_streams} streams of {args.chunks:,} "
+          f"chunks and {args.streams} short streams per contender "
+          f"({args.interval * 1000:.0f} ms before each delta)\n")
     print(f"{'contender':24} {'chunks/s':>10} {'long TTFT':>10} {'TTFT':>9}   "
           f"{'vs raw SDK: chunks/s':>20} {'TTFT':>7}")  # fmt: skip
     for name in rates:
@@ -323,7 +327,8 @@ def report(rates: dict[str, list[float]], long_ttfts: dict[str, list[float]], tt
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chunks", type=int, default=20_000, help="text chunks in the long stream")
     parser.add_argument("--long-streams", type=int, default=2, help="long streams per contender per round")

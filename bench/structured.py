@@ -52,7 +52,8 @@ def raw_openai(server: Any) -> Call:
     import instructor
     import openai
 
-    client = instructor.from_openai(openai.OpenAI(api_key=KEY, base_url=server.openai_base_url, max_retries=0))
+    sdk = openai.OpenAI(api_key=KEY, base_url=server.openai_base_url, max_retries=0)
+    client = instructor.from_openai(sdk)
     return lambda: client.chat.completions.create(model="gpt-4o-mini", response_model=City, max_tokens=256,
                                                   messages=MESSAGES)  # type: ignore[arg-type]  # fmt: skip
 
@@ -63,8 +64,8 @@ def raw_anthropic(server: Any) -> Call:
 
     sdk = anthropic.Anthropic(api_key=KEY, base_url=server.anthropic_base_url, max_retries=0)
     client = instructor.from_anthropic(sdk)
-    return lambda: client.messages.create(model="claude-3-5-haiku-latest", response_model=City, max_tokens=256,
-                                          messages=MESSAGES)  # type: ignore[arg-type]  # fmt: skip
+    return lambda: client.messages.create(model="claude-3-5-haiku-latest", response_model=City,
+                                          max_tokens=256, messages=MESSAGES)  # type: ignore[arg-type]
 
 
 def llmkit_client(provider: str, base_url: str) -> Call:

@@ -389,7 +389,8 @@ def test_whether_calls_reserve_tokens_is_known_without_looking_at_every_key(monk
     _, provider, pool, loop, _, _ = make(keys=keys, rate_limit=RateLimit(requests_per_minute=600))
     looked = []
     counts = KeyLimiter.counts_tokens
-    monkeypatch.setattr(KeyLimiter, "counts_tokens", property(lambda self: looked.append(1) or counts.fget(self)))
+    spy = property(lambda self: looked.append(1) or counts.fget(self))
+    monkeypatch.setattr(KeyLimiter, "counts_tokens", spy)
     assert loop.estimate(req(max_tokens=10)) == Cost(1, 0, 0)
     assert looked == []
     # a token limit learned from a reply's headers counts from that reply on
