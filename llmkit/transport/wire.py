@@ -45,7 +45,7 @@ class Target:
         self.prefix: str = parts.path.rstrip("/")
         self.headers: dict[str, str] = {
             "host": netloc, "accept": "*/*", "accept-encoding": "gzip, deflate",
-            "connection": "keep-alive", "user-agent": USER_AGENT, "content-type": "application/json",
+            "user-agent": USER_AGENT, "content-type": "application/json",
         }  # fmt: skip
 
     def header_list(self, extra: Mapping[str, str], body: bytes) -> list[tuple[bytes, bytes]]:
