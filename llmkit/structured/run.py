@@ -201,6 +201,7 @@ class _StructuredCall:
         self.backend = backend
         self.provider = loop.pool.provider
         self.model = model
+        self.handed = backend.response_model(model)  # what instructor gets (its wrapper, made once)
         self.max_reasks = max_reasks
         self.mode = mode
         self.failure: BaseException | None = None  # why the last attempt never validated
@@ -250,7 +251,7 @@ class _StructuredCall:
         params, self.first_params = self.first_params or self.backend.params(request), None
         try:
             parsed, completion = wrapped.create_with_completion(
-                response_model=self.model, max_retries=self.max_reasks, hooks=log.hooks(), **params
+                response_model=self.handed, max_retries=self.max_reasks, hooks=log.hooks(), **params
             )
         except Exception as exc:
             self._raise_reask_error()
