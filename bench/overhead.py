@@ -4,7 +4,8 @@ Contenders, all against one FakeLLMServer in a child process (so the server
 does not share the benchmark's GIL), all building the JSON body and reading
 the JSON reply of every call:
 
-* ``http.client``, ``httpx``: the floor (a bare POST, ``json.loads`` of the reply);
+* ``http.client``, ``httpcore2``, ``httpx``: the floor (a bare POST, ``json.loads`` of the
+  reply); httpcore2 is what llmkit sends through, httpx (httpx2 alike) what the SDKs do;
 * ``openai sdk``, ``anthropic sdk``: the raw SDKs (retries off);
 * ``llmkit openai`` / ``groq`` / ``local`` / ``anthropic``: LLMClient on its
   default path, the lean one (llmkit's own HTTP, no SDK request or reply models);
@@ -87,6 +88,21 @@ def bare_httpx(server: Any) -> Call:
     return call
 
 
+def bare_httpcore2(server: Any) -> Call:
+    """httpcore2's connection pool (what llmkit's lean path sends through), a bare POST and json.loads."""
+    import httpcore2
+
+    pool = httpcore2.ConnectionPool(max_connections=100)
+    url = server.openai_base_url + "/chat/completions"
+    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
+
+    def call() -> object:
+        reply = pool.request("POST", url, headers=headers, content=json.dumps(OPENAI_BODY).encode())
+        return json.loads(reply.content)["choices"][0]["message"]["content"]
+
+    return call
+
+
 def raw_openai(server: Any) -> Call:
     import openai
 
@@ -125,6 +141,7 @@ def contenders(server: Any) -> dict[str, Call]:
     openai_url, anthropic_url = server.openai_base_url, server.anthropic_base_url
     return {
         "http.client": bare_http_client(server),
+        "httpcore2": bare_httpcore2(server),
         "httpx": bare_httpx(server),
         "openai sdk": raw_openai(server),
         "llmkit openai": llmkit_client("openai", openai_url),
@@ -145,6 +162,7 @@ RAW_OF = {  # each llmkit contender's raw SDK
     "llmkit local": "openai sdk",
     "llmkit openai (sdk)": "openai sdk",
     "httpx": "openai sdk",
+    "httpcore2": "openai sdk",
     "http.client": "openai sdk",
     "llmkit anthropic": "anthropic sdk",
     "llmkit anthropic (sdk)": "anthropic sdk",
