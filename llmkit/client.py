@@ -297,7 +297,7 @@ class LLMClient:
             )  # fmt: skip
 
         if concurrency is None:
-            concurrency = self._pool.config.workers_for(len(self._pool.slots))
+            concurrency = self._pool.workers()
         return run_batch(
             self.submit, items, response_model=response_model, progress=progress, checkpoint=checkpoint,
             on_error=on_error, concurrency=concurrency, shard=shard, retry_failed=retry_failed,

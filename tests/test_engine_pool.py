@@ -367,6 +367,51 @@ def test_a_request_that_could_never_fit_is_refused_before_anything_is_sent():
     assert provider.calls == []
 
 
+def test_a_request_that_fits_the_first_key_looks_at_no_other(monkeypatch):
+    """Per call, a thousand keys cost what one does: the size check stops at the first that fits."""
+    from llmkit.engine.limiter import KeyLimiter
+
+    keys = [f"sk-test-many-{i:04d}" for i in range(1000)]
+    _, _, pool, _, _, _ = make(keys=keys, rate_limit=RateLimit(input_tokens_per_minute=5000))
+    looked = []
+    too_large = KeyLimiter.too_large
+    monkeypatch.setattr(KeyLimiter, "too_large", lambda self, cost: looked.append(1) or too_large(self, cost))
+    pool.check_fits(Cost(1, 100, 0))
+    assert len(looked) == 1
+    with pytest.raises(RequestTooLargeError):
+        pool.check_fits(Cost(1, 200_000, 0))
+
+
+def test_whether_calls_reserve_tokens_is_known_without_looking_at_every_key(monkeypatch):
+    from llmkit.engine.limiter import KeyLimiter
+
+    keys = [f"sk-test-many-{i:04d}" for i in range(1000)]
+    _, provider, pool, loop, _, _ = make(keys=keys, rate_limit=RateLimit(requests_per_minute=600))
+    looked = []
+    counts = KeyLimiter.counts_tokens
+    spy = property(lambda self: looked.append(1) or counts.fget(self))
+    monkeypatch.setattr(KeyLimiter, "counts_tokens", spy)
+    assert loop.estimate(req(max_tokens=10)) == Cost(1, 0, 0)
+    assert looked == []
+    # a token limit learned from a reply's headers counts from that reply on
+    provider.limits = ServerLimitState(remaining_tokens=9000, limit_tokens=10_000, reset_tokens=6.0)
+    loop.execute(req())
+    assert pool.counts_tokens and loop.estimate(req(max_tokens=10)).output_tokens == 10
+    assert len(looked) < 10
+
+
+def test_the_workers_are_what_the_keys_allow_in_flight():
+    assert make(keys=KEYS[:1])[2].workers() == 64  # one key, no cap: map at 64 calls at a time
+    assert make(rate_limit=RateLimit(max_concurrent=5))[2].workers() == 5 * len(KEYS)
+    grouped = RateLimit(max_concurrent=6, group="project-a")  # one limit for every key
+    assert make(rate_limit=grouped)[2].workers() == 6
+    assert make(keys=KEYS[:1], rate_limit=RateLimit(max_concurrent=1))[2].workers() == 4  # at least 4
+    assert make(max_workers=3)[2].workers() == 3
+    pool = make(keys=KEYS[:1], rate_limit=RateLimit(max_concurrent=40))[2]
+    assert pool.executor()._max_workers == 40
+    pool.close()
+
+
 def test_token_reservation_is_reconciled_with_real_usage():
     _, _, pool, loop, _, _ = make(
         keys=KEYS[:1],

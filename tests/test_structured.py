@@ -90,6 +90,32 @@ def test_a_reply_that_validates_returns_the_model(server, provider):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_instructor_gets_its_wrapper_of_the_model_made_once(server, provider, monkeypatch):
+    """instructor wraps a plain model anew on every call (create_model and a JSON schema); given its
+    own wrapper it uses it as it is: llmkit makes it once per class, and the tool sent is the same."""
+    import instructor
+
+    from llmkit.structured.backends import instructor_model
+
+    made = []
+    wrap = instructor.openai_schema
+    monkeypatch.setattr(instructor, "openai_schema", lambda model: made.append(model) or wrap(model))
+
+    class Town(BaseModel):
+        name: str
+        population: int
+
+    with make(server, provider) as client:
+        towns = [client.complete("Tell me about a town", response_model=Town) for _ in range(3)]
+    assert made == [Town]  # once for three calls, not three times
+    assert all(type(town) is Town for town in towns)
+    bodies = [json.dumps(record.body.get("tools")) for record in server.requests]
+    assert len(bodies) == 3 and bodies[0] == bodies[1] == bodies[2] and "population" in bodies[0]
+    assert issubclass(instructor_model(Town), Town) and instructor_model(Town) is instructor_model(Town)
+    assert instructor_model(list[Town]) == list[Town]  # anything but a plain model goes as it is
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_model_is_the_users_own_class_and_pickles(server, provider):
     server.script(paris())
     with make(server, provider) as client:

@@ -125,7 +125,7 @@ def run_provider_batch(
     api = batch_api_for(client._adapter)
     plan = _plan(items, shard)
     if concurrency is None:  # for retry_failed_live: the live pool's own default
-        concurrency = client._pool.config.workers_for(len(client._pool.slots))
+        concurrency = client._pool.workers()
     options = _Options(response_model, on_error, retry_failed, concurrency, kwargs,
                        client._batch_defaults(), progress, float(poll_interval), batch_size,
                        bool(retry_failed_live), on_interrupt, fsync)  # fmt: skip

@@ -70,6 +70,7 @@ class KeyPool:
         self.config = pool_config
         self.clock = clock or SystemClock()
         self.slots = self._make_slots(api_keys, rate_limits, shared_limits)
+        self._counts_tokens = any(slot.limiter.counts_tokens for slot in self.slots)
         self._lock = threading.Lock()
         self._queue: deque[Waiter] = deque()
         self._extenders: list[ThreadWaiter] = []
@@ -110,15 +111,31 @@ class KeyPool:
 
     @property
     def counts_tokens(self) -> bool:
-        return any(slot.limiter.counts_tokens for slot in self.slots)
+        """Whether any key has a token lane, so that requests reserve their estimated tokens.
+
+        Known without looking at every key on every call: lanes are configured at the start
+        or learned later (from headers, a 429, the shared store) and never dropped, and a
+        key's are looked at whenever it is granted or released (:meth:`_heard_lanes`).
+        """
+        return self._counts_tokens
+
+    def _heard_lanes(self, limiter: KeyLimiter) -> None:
+        """Under the lock: note a token lane ``limiter`` may have learned."""
+        if not self._counts_tokens and limiter.counts_tokens:
+            self._counts_tokens = True
 
     # -- acquiring ------------------------------------------------------------------------
 
     def check_fits(self, cost: Cost) -> None:
-        """RequestTooLargeError, before anything is sent, when no key could ever admit ``cost``."""
-        reasons = [slot.limiter.too_large(cost) for slot in self.slots]
-        if all(reasons):
-            raise too_large_error(self.provider.name, reasons)
+        """RequestTooLargeError, before anything is sent, when no key could ever admit ``cost``.
+
+        Stops at the first key that could (per call, a thousand keys cost what one does);
+        every key's reason is gathered only for the error.
+        """
+        for slot in self.slots:
+            if slot.limiter.too_large(cost) is None:
+                return
+        raise too_large_error(self.provider.name, [slot.limiter.too_large(cost) for slot in self.slots])
 
     def acquire(self, cost: Cost, *, deadline: float | None = None, avoid: int | None = None,
                 cancel: threading.Event | None = None, note: str = "") -> Lease:  # fmt: skip
@@ -393,6 +410,7 @@ class KeyPool:
         slot.health.on_acquire(now)
         slot.requests += 1
         self._next = (slot.index + 1) % len(self.slots)
+        self._heard_lanes(limiter)
         return Lease(slot, reservation)
 
     def _grant(self, waiter: Waiter, slot: KeySlot, now: float) -> None:
@@ -467,6 +485,7 @@ class KeyPool:
                 slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
                 slot.limiter.on_success(now)
                 slot.health.on_success()
+                self._heard_lanes(slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed after a successful call (the reply is kept)")
@@ -480,6 +499,7 @@ class KeyPool:
                 now = self.clock.now()
                 reservation = lease.reservation
                 lease.slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
+                self._heard_lanes(lease.slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed on a stream's headers (the stream goes on)")
@@ -491,6 +511,7 @@ class KeyPool:
             with self._lock:
                 now = self.clock.now()
                 apply_failure(lease, error, cooldown, now)
+                self._heard_lanes(lease.slot.limiter)
                 self._after_release(now)
         except Exception:
             logger.exception("llmkit bookkeeping failed after a failed call")
@@ -542,15 +563,22 @@ class KeyPool:
         }
 
     def executor(self) -> ThreadPoolExecutor:
-        """The pool's worker threads (for submit, map and batch)."""
+        """The pool's worker threads (for submit, map and batch), :meth:`workers` of them at most
+        (started as work needs them)."""
         with self._lock:
             if self._closed:
                 raise PoolClosedError("The client is closed", provider=self.provider.name)
             if self._executor is None:
-                workers = self.config.workers_for(len(self.slots))
                 name = f"llmkit-{self.provider.name}"
-                self._executor = ThreadPoolExecutor(workers, thread_name_prefix=name)
+                self._executor = ThreadPoolExecutor(self.workers(), thread_name_prefix=name)
             return self._executor
+
+    def workers(self) -> int:
+        """How many worker threads the pool runs: ``PoolConfig.max_workers``, or what the keys'
+        limits allow in flight (``PoolConfig.workers_for``; keys of one limit group count once)."""
+        limiters = {id(slot.limiter): slot.limiter for slot in self.slots}
+        caps = [limiter.max_concurrent for limiter in limiters.values()]
+        return self.config.workers_for(len(self.slots), caps)
 
     def in_flight(self) -> int:
         """Attempts holding a key right now."""

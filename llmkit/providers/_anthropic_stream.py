@@ -20,13 +20,12 @@ counts, and the cumulative counts in ``message_delta`` replace them where given
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from llmkit.errors import NetworkError, ProviderError
+from llmkit.errors import LLMError, NetworkError, ProviderError
 from llmkit.providers._anthropic_reply import error_from_event, itpm_input_tokens, usage_of
-from llmkit.providers._sse import SSEEvent, SSEParser
+from llmkit.providers._sse import SSEEvent, SSEParser, json_data
 from llmkit.providers._tool_stream import ToolCallAssembler, parse_arguments
 from llmkit.providers.base import StreamDelta
 from llmkit.types import ServerToolPart, ThinkingPart, is_server_tool_block
@@ -74,44 +73,60 @@ class AnthropicStream:
         self._calls = ToolCallAssembler()
         self._blocks: dict[int, _Block] = {}
         self._parser = SSEParser()
+        self._failed: LLMError | None = None  # raised by the next feed() or end()
 
     def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
         for chunk in chunks:
             yield from self.feed(chunk)
         yield from self.end()
 
-    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
+    def feed(self, chunk: bytes) -> list[StreamDelta]:
         """The deltas a chunk of the body completes (often none)."""
-        for event in self._parser.feed(chunk):
-            yield from self._event(event)
+        if self._failed is not None:
+            raise self._failed
+        out: list[StreamDelta] = []
+        try:
+            for event in self._parser.feed(chunk):
+                self._event(event, out)
+        except LLMError as error:  # the deltas before it are the caller's first; then the error
+            if not out:
+                raise
+            self._failed = error
+        return out
 
     def end(self) -> Iterator[StreamDelta]:
         """The body ended: the last deltas, or NetworkError when the stream was cut."""
+        if self._failed is not None:
+            raise self._failed
         for event in self._parser.close():
-            yield from self._event(event)
+            out: list[StreamDelta] = []
+            self._event(event, out)
+            yield from out
         if not self.finished:
             raise NetworkError("The Anthropic stream ended before its message_stop event", provider=PROVIDER)
 
-    def _event(self, event: SSEEvent) -> Iterator[StreamDelta]:
+    def _event(self, event: SSEEvent, out: list[StreamDelta]) -> None:
+        """Read one event, adding the deltas it makes to ``out``."""
         if self.finished or event.event == "ping":
             return
         try:
-            data = json.loads(event.data)
+            data = json_data(event.data)
         except ValueError as exc:
             raise ProviderError(f"Malformed stream event from Anthropic: {exc}", provider=PROVIDER) from exc
         kind = data.get("type", event.event) if isinstance(data, dict) else None
+        if kind == "content_block_delta" and event.event != "error":  # most events
+            self._delta(data, out)
+            return
         if event.event == "error" or kind == "error":
             raise error_from_event(data, self.request_id)
         if not isinstance(data, dict):
             raise ProviderError("Malformed stream event from Anthropic: not a JSON object", provider=PROVIDER)
-        if kind == "content_block_delta":
-            yield from self._delta(data)
-        elif kind == "content_block_start":
+        if kind == "content_block_start":
             self._start(data)
         elif kind == "content_block_stop":
             block = self._blocks.pop(data.get("index", -1), None)
             if block is not None:
-                yield StreamDelta(parts=(block.part(),))
+                out.append(StreamDelta(parts=(block.part(),)))
         elif kind == "message_start":
             message = data.get("message") or {}
             self.model = message.get("model") or self.model
@@ -123,7 +138,7 @@ class AnthropicStream:
             self._take_usage(data.get("usage"))
         elif kind == "message_stop":
             self.finished = True
-            yield self._final()
+            out.append(self._final())
 
     def _start(self, data: dict[str, Any]) -> None:
         block = data.get("content_block") or {}
@@ -134,17 +149,18 @@ class AnthropicStream:
         elif kind in ("thinking", "redacted_thinking") or is_server_tool_block(kind):
             self._blocks[index if isinstance(index, int) else -1] = _Block(dict(block))
 
-    def _delta(self, data: dict[str, Any]) -> Iterator[StreamDelta]:
+    def _delta(self, data: dict[str, Any], out: list[StreamDelta]) -> None:
         delta = data.get("delta") or {}
         kind = delta.get("type")
-        block = self._blocks.get(data.get("index", -1))
-        if kind == "text_delta":
+        if kind == "text_delta":  # most deltas
             if delta.get("text"):
-                yield StreamDelta(text=delta["text"])
-        elif kind == "thinking_delta" and block is not None:
+                out.append(StreamDelta(text=delta["text"]))
+            return
+        block = self._blocks.get(data.get("index", -1))
+        if kind == "thinking_delta" and block is not None:
             block.thinking.append(delta.get("thinking") or "")
             if delta.get("thinking"):
-                yield StreamDelta(thinking=delta["thinking"])
+                out.append(StreamDelta(thinking=delta["thinking"]))
         elif kind == "signature_delta" and block is not None:
             block.signature = delta.get("signature") or block.signature
         elif kind == "input_json_delta":

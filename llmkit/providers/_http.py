@@ -75,7 +75,7 @@ class HttpProvider(Provider):
         return endpoint
 
     def warm(self) -> None:
-        _ = self.endpoint().client
+        self.endpoint().warm()
 
     def abort(self) -> int:
         return self._endpoint.abort() if self._endpoint is not None else 0
@@ -178,24 +178,27 @@ class OpeningEvents:
         opening, self._opening = self._opening or [], None
         return opening
 
-    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
-        yield from self._open()
-        yield from self._parser.feed(chunk)
+    def feed(self, chunk: bytes) -> list[StreamDelta]:
+        if self._opening is None:
+            return self._parser.feed(chunk)
+        return [*self._open(), *self._parser.feed(chunk)]
 
     def end(self) -> Iterator[StreamDelta]:
         yield from self._open()
         yield from self._parser.end()
 
     def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
+        feed = self.feed
         for chunk in chunks:
-            yield from self.feed(chunk)
+            yield from feed(chunk)
         yield from self.end()
 
 
 async def _afeed(parser: Any, chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamDelta]:
     """A stream parser over async chunks (its ``feed``/``end``): parsed as they come, no thread."""
+    feed = parser.feed
     async for chunk in chunks:
-        for delta in parser.feed(chunk):
+        for delta in feed(chunk):
             yield delta
     for delta in parser.end():
         yield delta

@@ -48,6 +48,8 @@ _ANTHROPIC_KINDS = {
     "output_tokens": "output-tokens",
     "tokens": "tokens",
 }
+_ANTHROPIC_HEADERS = tuple((field, f"anthropic-ratelimit-{kind}-")
+                           for field, kind in _ANTHROPIC_KINDS.items())  # fmt: skip
 
 
 def anthropic_limits(headers: Mapping[str, str], now: float | None = None) -> ServerLimitState | None:
@@ -55,15 +57,15 @@ def anthropic_limits(headers: Mapping[str, str], now: float | None = None) -> Se
 
     ``now`` is the wall-clock time (``time.time()``) the reset timestamps are measured from.
     """
+    remaining = {field: header_number(headers, prefix + "remaining") for field, prefix in _ANTHROPIC_HEADERS}
+    if all(value is None for value in remaining.values()):
+        return None  # most replies without limits: four lookups, not twelve
     values: dict[str, float | None] = {}
     wall = time.time() if now is None else now
-    for field, kind in _ANTHROPIC_KINDS.items():
-        prefix = f"anthropic-ratelimit-{kind}-"
+    for field, prefix in _ANTHROPIC_HEADERS:
         values[f"limit_{field}"] = header_number(headers, prefix + "limit")
-        values[f"remaining_{field}"] = header_number(headers, prefix + "remaining")
+        values[f"remaining_{field}"] = remaining[field]
         values[f"reset_{field}"] = _seconds_until(headers.get(prefix + "reset"), wall)
-    if all(values[f"remaining_{field}"] is None for field in _ANTHROPIC_KINDS):
-        return None
     if values["limit_input_tokens"] is not None or values["limit_output_tokens"] is not None:
         for part in ("limit", "remaining", "reset"):  # the tightest of the two, not a limit of its own
             values[f"{part}_tokens"] = None

@@ -17,13 +17,12 @@ never passes for a whole one. Only the first choice is read: llmkit refuses
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from llmkit.errors import LLMError, NetworkError, ProviderError
 from llmkit.providers._errors import error_for_status
-from llmkit.providers._sse import SSEParser
+from llmkit.providers._sse import SSEParser, json_data
 from llmkit.providers._tool_stream import ToolCallAssembler
 from llmkit.providers.base import StreamDelta
 from llmkit.types import Usage
@@ -65,6 +64,7 @@ class OpenAIStream:
         self.done = False
         self._calls = ToolCallAssembler()
         self._parser = SSEParser()
+        self._failed: LLMError | None = None  # raised by the next feed() or end()
 
     @property
     def whole(self) -> bool:
@@ -76,15 +76,28 @@ class OpenAIStream:
             yield from self.feed(chunk)
         yield from self.end()
 
-    def feed(self, chunk: bytes) -> Iterator[StreamDelta]:
+    def feed(self, chunk: bytes) -> list[StreamDelta]:
         """The deltas a chunk of the body completes (often none)."""
-        for event in self._parser.feed(chunk):
-            yield from self._event(event.data)
+        if self._failed is not None:
+            raise self._failed
+        out: list[StreamDelta] = []
+        try:
+            for event in self._parser.feed(chunk):
+                self._event(event.data, out)
+        except LLMError as error:  # the deltas before it are the caller's first; then the error
+            if not out:
+                raise
+            self._failed = error
+        return out
 
     def end(self) -> Iterator[StreamDelta]:
         """The body ended: the last deltas, or NetworkError when the stream was cut."""
+        if self._failed is not None:
+            raise self._failed
         for event in self._parser.close():
-            yield from self._event(event.data)
+            out: list[StreamDelta] = []
+            self._event(event.data, out)
+            yield from out
         if not self.whole:
             missing = "its finish_reason" if self.finish is None else "its usage and [DONE]"
             raise NetworkError(f"The {self.provider} stream ended before {missing}", provider=self.provider)
@@ -92,41 +105,46 @@ class OpenAIStream:
         calls = self._calls.take()
         yield StreamDelta(usage=self.usage, finish_reason=finish, model=self.model, tool_calls=calls)
 
-    def _event(self, data: str) -> Iterator[StreamDelta]:
+    def _event(self, data: str, out: list[StreamDelta]) -> None:
+        """Read one event's data, adding the delta it makes to ``out``."""
         if self.done:
             return
-        if data.strip() == "[DONE]":
+        if data[:1] != "{" and data.strip() == "[DONE]":
             self.done = True
             return
         try:
-            chunk = json.loads(data)
+            chunk = json_data(data)
         except ValueError as exc:
             raise ProviderError(f"Malformed stream event from {self.provider}: {exc}",
                                 provider=self.provider) from exc  # fmt: skip
-        if not isinstance(chunk, Mapping):
+        if not isinstance(chunk, dict):
             raise ProviderError(f"Malformed stream event from {self.provider}: not a JSON object",
                                 provider=self.provider)  # fmt: skip
         if chunk.get("error"):
             raise error_from_payload(chunk["error"], self.provider, self.request_id)
         if chunk.get("usage") is not None:
             self.usage = self.usage_of(chunk["usage"])
-        if isinstance(chunk.get("model"), str) and chunk["model"]:
-            self.model = chunk["model"]
+        model = chunk.get("model")
+        if model and isinstance(model, str):
+            self.model = model
         choices = chunk.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
-            yield from self._choice(choices[0])
+        if choices and isinstance(choices, list) and isinstance(choices[0], dict):
+            self._choice(choices[0], out)
 
-    def _choice(self, choice: Mapping[str, Any]) -> Iterator[StreamDelta]:
+    def _choice(self, choice: dict[str, Any], out: list[StreamDelta]) -> None:
         delta = choice.get("delta")
-        if isinstance(delta, Mapping):
-            for piece in delta.get("tool_calls") or ():
-                function = piece.get("function") or {}
-                self._calls.add(piece.get("index"), piece.get("id"), function.get("name"),
-                                function.get("arguments") or "")  # fmt: skip
+        if isinstance(delta, dict):
+            pieces = delta.get("tool_calls")
+            if pieces:
+                for piece in pieces:
+                    function = piece.get("function") or {}
+                    self._calls.add(piece.get("index"), piece.get("id"), function.get("name"),
+                                    function.get("arguments") or "")  # fmt: skip
             text, refusal = delta.get("content"), delta.get("refusal")
             if refusal:
                 self.refused = True
-            if text or refusal:
-                yield StreamDelta(text=text or "", refusal=refusal or "")
+                out.append(StreamDelta(text=text or "", refusal=refusal))
+            elif text:
+                out.append(StreamDelta(text=text))
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]

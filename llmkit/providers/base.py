@@ -103,9 +103,13 @@ class ProviderReply:
     limit_input_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamDelta:
     """One piece of a stream: text, finished tool calls, and at the end usage and the finish reason.
+
+    Treat it as immutable (``dataclasses.replace`` for a changed copy). It is not frozen
+    because a stream makes one per chunk: a frozen dataclass's ``__init__`` took 1.6 µs, this
+    one 0.3 µs.
 
     ``thinking`` and ``refusal`` are pieces of the thinking text and of a
     refusal as they arrive; ``parts`` are finished non-text blocks of the turn

@@ -1,10 +1,16 @@
 """One thread for the whole process that calls a function when its deadline comes (ends stuck calls).
 
 ``arm(deadline, action)`` returns a :class:`Timer`; ``timer.cancel()`` disarms
-it (cheap: it is only marked, and skipped when its time comes). Deadlines are
-``time.monotonic()`` seconds: the wall of a real HTTP call, not the pool's
-injected clock. After ``os.fork()`` the child starts without the thread; it
-is started again on first use.
+it for good. A stream keeps one timer for its whole life and moves it, chunk
+by chunk, with ``timer.due(when)`` and ``timer.pause()``: moving it later or
+pausing it is an attribute write (the watchdog finds out when the old time
+comes, and waits on or lets go); only moving it earlier than the time it is
+filed under takes the watchdog's lock. Cancelled and moved timers are
+skipped when their time comes.
+
+Deadlines are ``time.monotonic()`` seconds: the wall of a real HTTP call, not
+the pool's injected clock. After ``os.fork()`` the child starts without the
+thread; it is started again on first use.
 """
 
 from __future__ import annotations
@@ -21,15 +27,35 @@ __all__ = ["Timer", "arm"]
 
 
 class Timer:
-    """An armed action; :meth:`cancel` it when the work finished in time."""
+    """An armed action: :meth:`due` moves it, :meth:`pause` holds it, :meth:`cancel` ends it.
 
-    __slots__ = ("action", "cancelled", "fired", "owner")
+    ``when`` is the time it is due (None: paused); ``filed`` the time of its
+    live entry in the watchdog's heap (None: none). The stream thread writes
+    ``when`` before it reads ``filed``, the watchdog clears ``filed`` before it
+    reads ``when``: whichever runs second sees the other's write, so a due time
+    is never left without a live entry.
+    """
 
-    def __init__(self, action: Callable[[], None], owner: _Watchdog) -> None:
+    __slots__ = ("action", "cancelled", "filed", "fired", "owner", "when")
+
+    def __init__(self, action: Callable[[], None], owner: _Watchdog, when: float) -> None:
         self.action = action
         self.owner = owner
+        self.when: float | None = when
+        self.filed: float | None = None
         self.cancelled = False
         self.fired = False
+
+    def due(self, when: float) -> None:
+        """Fire at ``when`` (``time.monotonic()``) instead, unless moved, paused or cancelled first."""
+        self.when = when
+        filed = self.filed
+        if filed is None or when < filed:
+            self.owner.file(self, when)
+
+    def pause(self) -> None:
+        """Do not fire until :meth:`due` is called again (the caller is busy with other things)."""
+        self.when = None
 
     def cancel(self) -> None:
         if not self.cancelled:
@@ -46,25 +72,31 @@ class _Watchdog:
         self.cancelled = 0
 
     def arm(self, deadline: float, action: Callable[[], None]) -> Timer:
-        timer = Timer(action, self)
+        timer = Timer(action, self, deadline)
+        self.file(timer, deadline)
+        return timer
+
+    def file(self, timer: Timer, when: float) -> None:
+        """Put ``timer`` in the heap at ``when`` (an entry it had before is stale from now on)."""
         with self._wake:
+            if timer.filed is not None and timer.filed <= when:
+                return  # filed meanwhile, early enough
             if self.cancelled > 1000 and self.cancelled * 2 > len(self._heap):
-                self._heap = [entry for entry in self._heap if not entry[2].cancelled]  # long deadlines
+                self._heap = [entry for entry in self._heap if _live(entry)]  # long deadlines
                 heapq.heapify(self._heap)  # leave cancelled timers behind: drop them now and then
                 self.cancelled = 0
-            heapq.heappush(self._heap, (deadline, next(self._order), timer))
+            timer.filed = when
+            heapq.heappush(self._heap, (when, next(self._order), timer))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="llmkit-watchdog", daemon=True)
                 self._thread.start()
             elif self._heap[0][2] is timer:
                 self._wake.notify()
-        return timer
 
     def _run(self) -> None:
         while True:
             due = self._next_due()
             for timer in due:
-                timer.fired = True
                 with contextlib.suppress(Exception):  # an action that fails must not stop the others
                     timer.action()
 
@@ -72,14 +104,25 @@ class _Watchdog:
         with self._wake:
             while True:
                 heap = self._heap
-                while heap and heap[0][2].cancelled:
+                while heap and not _live(heap[0]):
                     heapq.heappop(heap)
                 now = time.monotonic()
                 due = []
                 while heap and heap[0][0] <= now:
-                    timer = heapq.heappop(heap)[2]
-                    if not timer.cancelled:
-                        due.append(timer)
+                    entry = heapq.heappop(heap)
+                    if not _live(entry):
+                        continue
+                    timer = entry[2]
+                    timer.filed = None  # before reading ``when``: see Timer
+                    when = timer.when
+                    if when is None:
+                        continue  # paused: its next due() files it again
+                    if when > now:
+                        timer.filed = when
+                        heapq.heappush(heap, (when, next(self._order), timer))
+                        continue
+                    timer.fired = True
+                    due.append(timer)
                 if due:
                     return due
                 self._wake.wait(None if not heap else heap[0][0] - now)
@@ -89,6 +132,12 @@ class _Watchdog:
         self.cancelled = 0
         self._wake = threading.Condition(threading.Lock())
         self._thread = None
+
+
+def _live(entry: tuple[float, int, Timer]) -> bool:
+    """Whether a heap entry is its timer's current one (not cancelled, fired or moved)."""
+    when, _, timer = entry
+    return not (timer.cancelled or timer.fired) and timer.filed == when
 
 
 _watchdog = _Watchdog()
