@@ -8,6 +8,12 @@ comes, and waits on or lets go); only moving it earlier than the time it is
 filed under takes the watchdog's lock. Cancelled and moved timers are
 skipped when their time comes.
 
+The thread is woken only for a timer due before the time it sleeps until.
+With no timer left it sleeps on for :data:`IDLE_GRACE`, and until woken only
+after a grace time in which no timer came: calls in turn (each arms a timer
+at its deadline and cancels it as it ends) then never wake it. Waking it on
+every call cost a call ~85 µs of thread switching.
+
 Deadlines are ``time.monotonic()`` seconds: the wall of a real HTTP call, not
 the pool's injected clock. After ``os.fork()`` the child starts without the
 thread; it is started again on first use.
@@ -18,12 +24,15 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import os
 import threading
 import time
 from collections.abc import Callable
 
 __all__ = ["Timer", "arm"]
+
+IDLE_GRACE = 1.0  # seconds the thread sleeps on with no timer, before it sleeps until woken
 
 
 class Timer:
@@ -69,6 +78,8 @@ class _Watchdog:
         self._order = itertools.count()
         self._wake = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
+        self._sleeping_until = math.inf  # when the thread wakes by itself next
+        self._filed = 0  # timers filed so far
         self.cancelled = 0
 
     def arm(self, deadline: float, action: Callable[[], None]) -> Timer:
@@ -86,11 +97,12 @@ class _Watchdog:
                 heapq.heapify(self._heap)  # leave cancelled timers behind: drop them now and then
                 self.cancelled = 0
             timer.filed = when
+            self._filed += 1
             heapq.heappush(self._heap, (when, next(self._order), timer))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="llmkit-watchdog", daemon=True)
                 self._thread.start()
-            elif self._heap[0][2] is timer:
+            elif when < self._sleeping_until:
                 self._wake.notify()
 
     def _run(self) -> None:
@@ -102,6 +114,7 @@ class _Watchdog:
 
     def _next_due(self) -> list[Timer]:
         with self._wake:
+            seen = -1  # self._filed when the thread last looked at an empty heap
             while True:
                 heap = self._heap
                 while heap and not _live(heap[0]):
@@ -125,11 +138,19 @@ class _Watchdog:
                     due.append(timer)
                 if due:
                     return due
-                self._wake.wait(None if not heap else heap[0][0] - now)
+                if heap:
+                    until = heap[0][0]
+                elif self._filed != seen:  # timers came and went since: more may follow
+                    until, seen = now + IDLE_GRACE, self._filed
+                else:
+                    until = math.inf
+                self._sleeping_until = until
+                self._wake.wait(None if until == math.inf else until - now)
 
     def reset_after_fork(self) -> None:
         self._heap = []
         self.cancelled = 0
+        self._sleeping_until = math.inf
         self._wake = threading.Condition(threading.Lock())
         self._thread = None
 
