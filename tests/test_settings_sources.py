@@ -14,7 +14,8 @@ from pydantic_settings import PydanticBaseSettingsSource, YamlConfigSettingsSour
 
 from llmkit import LLMClient
 from llmkit.config import RateLimit, load_settings
-from llmkit.config.sources import VariablesSource, _Collected, find_config_file
+from llmkit.config.merging import VariablesSource, _Collected
+from llmkit.config.variables import Variables, find_config_file
 from llmkit.errors import ConfigurationError
 
 SECRET = "sk-test-SOURCES-secret-1"
@@ -37,11 +38,28 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_the_sources_are_pydantic_settings_sources() -> None:
-    source = VariablesSource(_Collected, {"OPENAI_API_KEYS": "a,b"}, "a dict", {})
+    source = VariablesSource(_Collected, Variables({"OPENAI_API_KEYS": "a,b"}, "a dict", {}))
     assert isinstance(source, PydanticBaseSettingsSource)
     assert source() == {"providers": {"openai": {"api_keys": ["a", "b"]}}}
-    assert source.used == ["OPENAI_API_KEYS"]
+    assert source.variables.used == ["OPENAI_API_KEYS"]
     assert issubclass(YamlConfigSettingsSource, PydanticBaseSettingsSource)
+
+
+def test_the_environment_alone_is_read_without_importing_pydantic_settings(tmp_path: Path) -> None:
+    """Nothing to merge (no file, no secrets directory): a cold start does not pay for
+    pydantic-settings' import; the settings are the same as when it merges them."""
+    code = (
+        "import sys\n"
+        "from llmkit.config import load_settings\n"
+        "s = load_settings(environ={'OPENAI_API_KEYS': 'a,b', 'LLM_POOL__ACQUIRE_TIMEOUT': '7'})\n"
+        "print(len(s.providers['openai'].api_keys), s.pool.acquire_timeout, 'pydantic_settings' in sys.modules)\n"
+        "load_settings(environ={}, secrets_dir=sys.argv[1])\n"
+        "print('pydantic_settings' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["2 7.0 False", "True"]
 
 
 def test_nested_variables_reach_any_field_and_beat_the_file(tmp_path: Path) -> None:

@@ -7,13 +7,15 @@
   aliases and key variables (read off the adapters);
 * :mod:`llmkit.config.sources`: :func:`load_settings`, and where settings come
   from (the YAML file, secret files, the environment, through pydantic-settings),
-  with the search order;
+  with the search order; :mod:`llmkit.config.variables` reads the places and the
+  variables, :mod:`llmkit.config.merging` is the pydantic-settings side;
 * :mod:`llmkit.config.logging_setup`: what ``global.log_level`` and
   ``global.enable_logging`` switch on.
 
 ``from llmkit.config import RateLimit`` loads the models only; the settings
-names are loaded on first access, PyYAML and pydantic-settings only when
-settings are loaded.
+names are loaded on first access; PyYAML and pydantic-settings only when
+settings are loaded from a file or a secrets directory (the environment alone
+needs neither).
 """
 
 from __future__ import annotations

@@ -162,7 +162,11 @@ class HttpProvider(Provider):
                 body = b"".join([chunk async for chunk in chunks])
                 raise self.error_of(HttpReply(reply.status, reply.headers, body))
             parser = self.read_events(reply.headers, request)
-            async for delta in _afeed(parser, chunks):
+            feed = parser.feed  # parsed as the chunks come, in this task (no thread, no layer per chunk)
+            async for chunk in chunks:
+                for delta in feed(chunk):
+                    yield delta
+            for delta in parser.end():
                 yield delta
 
 
@@ -192,16 +196,6 @@ class OpeningEvents:
         for chunk in chunks:
             yield from feed(chunk)
         yield from self.end()
-
-
-async def _afeed(parser: Any, chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamDelta]:
-    """A stream parser over async chunks (its ``feed``/``end``): parsed as they come, no thread."""
-    feed = parser.feed
-    async for chunk in chunks:
-        for delta in feed(chunk):
-            yield delta
-    for delta in parser.end():
-        yield delta
 
 
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
