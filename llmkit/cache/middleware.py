@@ -11,7 +11,6 @@ fails the call: it is logged and the call goes to the provider.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -93,6 +92,8 @@ class CacheMiddleware:
     async def acall(self, request: Request, call_next: AsyncHandler) -> Response:
         """:meth:`__call__` in asyncio: a backend that does I/O (SQLite, Redis) is read and
         written in a worker thread, never on the event loop; the in-memory one in place."""
+        import asyncio  # here: the sync path never imports asyncio
+
         backend, request = self._choose(request)
         key = self._key(request) if backend is not None else None
         if backend is None or key is None:

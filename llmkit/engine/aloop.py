@@ -10,7 +10,6 @@ takes it out of the queue or out of its HTTP call at once and gives its key back
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -39,6 +38,7 @@ _T = TypeVar("_T")
 async def run_in_thread(pool: KeyPool, fn: Callable[[Request], _T], request: Request) -> _T:
     """Await a blocking ``fn(request)`` on the pool's threads (a sync-only middleware's chain,
     instructor's structured call); cancelling stops its waits for a key or a backoff."""
+    import asyncio  # here: the sync path never imports asyncio
     cancel = threading.Event()
     future = pool.executor().submit(fn, replace(request, cancel=cancel))
     try:
@@ -63,6 +63,7 @@ class AsyncRetry:
 
     async def execute_async(self, request: Request, send: AsyncSend | None = None) -> Response:
         """:meth:`RetryLoop.execute` in asyncio (``send`` default: the provider's ``acall``)."""
+        import asyncio  # here: the sync path never imports asyncio
         send = send or self._asend_plain
         call = self.start(request)
         cost = self.estimate(request)
@@ -100,6 +101,7 @@ class AsyncRetry:
         return lease
 
     async def _after_failure_async(self, call: CallState, lease: Lease, error: LLMError, cost: Cost) -> None:
+        import asyncio  # here: the sync path never imports asyncio
         if lease.slot.limiter.shared is not None:
             decision = await asyncio.to_thread(self._judge, call, lease, error, cost)
         else:
@@ -108,6 +110,7 @@ class AsyncRetry:
             await self.pool.clock.asleep(decision.sleep)
 
     async def _release(self, release: Callable[..., None], lease: Lease, *args: Any) -> None:
+        import asyncio  # here: the sync path never imports asyncio
         if lease.slot.limiter.shared is not None:
             await asyncio.to_thread(release, lease, *args)
         else:

@@ -9,13 +9,14 @@ its state under the same lock when it wakes. A thread waits on an event
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
     from llmkit.engine.limiter import Cost
     from llmkit.engine.slot import Lease
 

@@ -26,7 +26,6 @@ What a status means is the adapter's to say.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import threading
@@ -37,16 +36,18 @@ from typing import TYPE_CHECKING, Any
 
 from llmkit.errors import LLMError, NetworkError, PoolClosedError, RequestTimeoutError
 from llmkit.transport import watchdog
-from llmkit.transport.aguard import AsyncGuard
 from llmkit.transport.messages import HttpCall, HttpReply
 from llmkit.transport.sockets import TrackingBackend, shut, socket_of
 from llmkit.transport.wire import Inflate, ReplyHeaders, Target, decoder_for, ssl_context
 
 if TYPE_CHECKING:
+    import asyncio
     import ssl
 
     import httpcore2
     import httpx2
+
+    from llmkit.transport.aguard import AsyncGuard
 
 __all__ = ["DEFAULT_TIMEOUT", "Endpoint"]
 
@@ -138,6 +139,8 @@ class Endpoint:
 
     def _async_pool(self) -> httpcore2.AsyncConnectionPool:
         """The asyncio connection pool of the running loop (one per loop, made on first use)."""
+        import asyncio  # here: the sync path never imports asyncio
+
         loop = asyncio.get_running_loop()
         pool = self._async.get(loop)
         if pool is None:
@@ -326,6 +329,8 @@ class Endpoint:
     def _guarded(self, due: float, stage: str) -> Iterator[AsyncGuard]:
         """An async call's guard, registered for :meth:`abort`; its errors mapped as llmkit's.
         The caller's own cancellation passes through as it is."""
+        from llmkit.transport.aguard import AsyncGuard
+
         guard = AsyncGuard(due, stage)
         with self._lock:
             if self._aborted:
