@@ -16,9 +16,8 @@ the JSON reply of every call:
   ``complete`` (:func:`sdk_path`), to show what the lean path saves.
 
 Contenders are interleaved call by call, in a shuffled order each turn, for the
-per-call time (the median of
-each round) and run in a rotating order for throughput; ratios are medians of
-the per-round ratios.
+per-call time (the median of each round), and run in a rotating order for
+throughput; ratios are medians of the per-round ratios.
 
     python bench/overhead.py                    # defaults: 5 rounds
     python bench/overhead.py --rounds 9 --calls 1000 --threaded-calls 4000
