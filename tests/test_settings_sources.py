@@ -52,7 +52,8 @@ def test_the_environment_alone_is_read_without_importing_pydantic_settings(tmp_p
         "import sys\n"
         "from llmkit.config import load_settings\n"
         "s = load_settings(environ={'OPENAI_API_KEYS': 'a,b', 'LLM_POOL__ACQUIRE_TIMEOUT': '7'})\n"
-        "print(len(s.providers['openai'].api_keys), s.pool.acquire_timeout, 'pydantic_settings' in sys.modules)\n"
+        "keys = s.providers['openai'].api_keys\n"
+        "print(len(keys), s.pool.acquire_timeout, 'pydantic_settings' in sys.modules)\n"
         "load_settings(environ={}, secrets_dir=sys.argv[1])\n"
         "print('pydantic_settings' in sys.modules)\n"
     )
