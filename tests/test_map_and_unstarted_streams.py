@@ -40,7 +40,9 @@ def test_map_stops_the_calls_not_sent_yet_after_the_first_error(server):
         with pytest.raises(InvalidRequestError):
             client.map([f"p{i}" for i in range(20)])
         threading.Event().wait(0.3)  # would the others still go out?
-        assert len(server.requests) <= 2  # not twenty (one granted its key as the error came back)
+        # not twenty: at most the few that were granted the key before the error reached map
+        # (each of the 4 worker threads may be granted it once while the caller's thread is busy)
+        assert len(server.requests) <= 4
         assert client.status()["in_use_clients"] == 0
         assert client.complete("the client still works").content
 
