@@ -20,12 +20,12 @@ counts, and the cumulative counts in ``message_delta`` replace them where given
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-from llmkit.errors import LLMError, NetworkError, ProviderError
+from llmkit.errors import NetworkError, ProviderError
 from llmkit.providers._anthropic_reply import error_from_event, itpm_input_tokens, usage_of
-from llmkit.providers._sse import SSEEvent, SSEParser, json_data
+from llmkit.providers._sse import EventStream, SSEEvent, json_data
 from llmkit.providers._tool_stream import ToolCallAssembler, parse_arguments
 from llmkit.providers.base import StreamDelta
 from llmkit.types import ServerToolPart, ThinkingPart, is_server_tool_block
@@ -60,7 +60,7 @@ class _Block:
         return ServerToolPart(block)
 
 
-class AnthropicStream:
+class AnthropicStream(EventStream):
     """The state of one stream; :meth:`deltas` reads its bytes."""
 
     def __init__(self, model: str | None, request_id: str | None) -> None:
@@ -72,38 +72,13 @@ class AnthropicStream:
         self.finished = False
         self._calls = ToolCallAssembler()
         self._blocks: dict[int, _Block] = {}
-        self._parser = SSEParser()
-        self._failed: LLMError | None = None  # raised by the next feed() or end()
+        super().__init__()
 
-    def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
-        for chunk in chunks:
-            yield from self.feed(chunk)
-        yield from self.end()
-
-    def feed(self, chunk: bytes) -> list[StreamDelta]:
-        """The deltas a chunk of the body completes (often none)."""
-        if self._failed is not None:
-            raise self._failed
-        out: list[StreamDelta] = []
-        try:
-            for event in self._parser.feed(chunk):
-                self._event(event, out)
-        except LLMError as error:  # the deltas before it are the caller's first; then the error
-            if not out:
-                raise
-            self._failed = error
-        return out
-
-    def end(self) -> Iterator[StreamDelta]:
-        """The body ended: the last deltas, or NetworkError when the stream was cut."""
-        if self._failed is not None:
-            raise self._failed
-        for event in self._parser.close():
-            out: list[StreamDelta] = []
-            self._event(event, out)
-            yield from out
+    def _ending(self) -> Iterator[StreamDelta]:
+        """Nothing more (the last delta came with ``message_stop``), or the error of a cut stream."""
         if not self.finished:
             raise NetworkError("The Anthropic stream ended before its message_stop event", provider=PROVIDER)
+        yield from ()
 
     def _event(self, event: SSEEvent, out: list[StreamDelta]) -> None:
         """Read one event, adding the deltas it makes to ``out``."""

@@ -17,12 +17,12 @@ never passes for a whole one. Only the first choice is read: llmkit refuses
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from llmkit.errors import LLMError, NetworkError, ProviderError
 from llmkit.providers._errors import error_for_status
-from llmkit.providers._sse import SSEParser, json_data
+from llmkit.providers._sse import EventStream, SSEEvent, json_data
 from llmkit.providers._tool_stream import ToolCallAssembler
 from llmkit.providers.base import StreamDelta
 from llmkit.types import Usage
@@ -46,7 +46,7 @@ def error_from_payload(error: Any, provider: str, request_id: str | None = None)
     return error_for_status(status, message, provider=provider, request_id=request_id)
 
 
-class OpenAIStream:
+class OpenAIStream(EventStream):
     """The state of one stream; :meth:`deltas` reads its bytes."""
 
     def __init__(
@@ -63,41 +63,15 @@ class OpenAIStream:
         self.refused = False
         self.done = False
         self._calls = ToolCallAssembler()
-        self._parser = SSEParser()
-        self._failed: LLMError | None = None  # raised by the next feed() or end()
+        super().__init__()
 
     @property
     def whole(self) -> bool:
         """Whether everything the protocol promises has arrived."""
         return self.done or (self.finish is not None and (self.usage is not None or not self.wants_usage))
 
-    def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
-        for chunk in chunks:  # read to the end (after [DONE] too), so the connection can be reused
-            yield from self.feed(chunk)
-        yield from self.end()
-
-    def feed(self, chunk: bytes) -> list[StreamDelta]:
-        """The deltas a chunk of the body completes (often none)."""
-        if self._failed is not None:
-            raise self._failed
-        out: list[StreamDelta] = []
-        try:
-            for event in self._parser.feed(chunk):
-                self._event(event.data, out)
-        except LLMError as error:  # the deltas before it are the caller's first; then the error
-            if not out:
-                raise
-            self._failed = error
-        return out
-
-    def end(self) -> Iterator[StreamDelta]:
-        """The body ended: the last deltas, or NetworkError when the stream was cut."""
-        if self._failed is not None:
-            raise self._failed
-        for event in self._parser.close():
-            out: list[StreamDelta] = []
-            self._event(event.data, out)
-            yield from out
+    def _ending(self) -> Iterator[StreamDelta]:
+        """The last delta (finish reason, usage, tool calls), or the error of a cut stream."""
         if not self.whole:
             missing = "its finish_reason" if self.finish is None else "its usage and [DONE]"
             raise NetworkError(f"The {self.provider} stream ended before {missing}", provider=self.provider)
@@ -105,10 +79,11 @@ class OpenAIStream:
         calls = self._calls.take()
         yield StreamDelta(usage=self.usage, finish_reason=finish, model=self.model, tool_calls=calls)
 
-    def _event(self, data: str, out: list[StreamDelta]) -> None:
+    def _event(self, event: SSEEvent, out: list[StreamDelta]) -> None:
         """Read one event's data, adding the delta it makes to ``out``."""
         if self.done:
             return
+        data = event.data
         if data[:1] != "{" and data.strip() == "[DONE]":
             self.done = True
             return

@@ -17,7 +17,13 @@ that must tell a cut stream from a complete one checks the payload itself.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from llmkit.errors import LLMError
+
+if TYPE_CHECKING:
+    from llmkit.providers.base import StreamDelta
 
 __all__ = ["SSEEvent", "SSEParser", "json_data"]
 
@@ -123,3 +129,52 @@ def _unix_lines(buffer: bytes, final: bool) -> tuple[bytes, bytes]:
     if buffer.endswith(b"\r") and not final:
         buffer, held = buffer[:-1], b"\r"
     return buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), held
+
+
+class EventStream:
+    """A provider's stream read from its SSE bytes: ``feed(chunk) -> deltas``, then ``end()``.
+
+    A subclass reads one event (:meth:`_event`, adding the deltas it makes to a list) and
+    says what the end of the body means (:meth:`_ending`: the last delta, or the error of a
+    cut stream). An error event raised by :meth:`_event` comes after the deltas of the same
+    chunk that came before it: they are the caller's first, the error is raised next.
+    """
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._failed: LLMError | None = None  # raised by the next feed() or end()
+
+    def deltas(self, chunks: Iterable[bytes]) -> Iterator[StreamDelta]:
+        for chunk in chunks:  # read to the end, so that the connection can be reused
+            yield from self.feed(chunk)
+        yield from self.end()
+
+    def feed(self, chunk: bytes) -> list[StreamDelta]:
+        """The deltas a chunk of the body completes (often none)."""
+        if self._failed is not None:
+            raise self._failed
+        out: list[StreamDelta] = []
+        try:
+            for event in self._parser.feed(chunk):
+                self._event(event, out)
+        except LLMError as error:
+            if not out:
+                raise
+            self._failed = error
+        return out
+
+    def end(self) -> Iterator[StreamDelta]:
+        """The body ended: the last deltas, or NetworkError when the stream was cut."""
+        if self._failed is not None:
+            raise self._failed
+        for event in self._parser.close():
+            out: list[StreamDelta] = []
+            self._event(event, out)
+            yield from out
+        yield from self._ending()
+
+    def _event(self, event: SSEEvent, out: list[StreamDelta]) -> None:
+        raise NotImplementedError
+
+    def _ending(self) -> Iterator[StreamDelta]:
+        raise NotImplementedError
