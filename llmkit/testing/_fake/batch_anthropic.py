@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .batch_http import BatchCall, BatchEndpoints, Handler, json_reply, jsonl_reply
+from .batch_http import BatchCall, BatchEndpoints, json_reply, jsonl_reply
 from .batch_jobs import BatchJob, BatchReply, LineResult, error_message, rfc3339_exact
 from .dialect_anthropic import AnthropicDialect
 from .dialect_base import retry_after_headers
@@ -46,13 +46,7 @@ def _chat_path(model: str | None) -> str:
 class AnthropicBatchEndpoints(BatchEndpoints):
     provider = "anthropic"
     dialect = AnthropicDialect()
-
-    def route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]] | None:
-        for verb, pattern, name in _ROUTES:
-            match = pattern.match(path) if verb == method else None
-            if match:
-                return getattr(self, name), match.groups()
-        return None
+    routes = _ROUTES
 
     def create(self, call: BatchCall) -> BatchReply:
         body = call.json()

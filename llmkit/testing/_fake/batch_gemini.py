@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
-from .batch_http import BatchCall, BatchEndpoints, Handler, json_reply
+from .batch_http import BatchCall, BatchEndpoints, json_reply
 from .batch_jobs import BatchJob, BatchReply, LineResult, error_message, rfc3339_exact
 from .dialect_gemini import GeminiDialect
 
@@ -68,13 +68,7 @@ def _get(data: Any, camel: str) -> Any:
 class GeminiBatchEndpoints(BatchEndpoints):
     provider = "google"
     dialect = GeminiDialect()
-
-    def route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]] | None:
-        for verb, pattern, name in _ROUTES:
-            match = pattern.match(path) if verb == method else None
-            if match:
-                return getattr(self, name), match.groups()
-        return None
+    routes = _ROUTES
 
     # -- files ------------------------------------------------------------------------------
     def upload(self, call: BatchCall) -> BatchReply:

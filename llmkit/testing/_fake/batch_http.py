@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .batch_jobs import BatchBook, BatchJob, BatchReply, LineResult
 from .dialect_base import BadRequest, Dialect, build_output, dumps
@@ -103,19 +103,24 @@ def jsonl_reply(lines: list[Any], drop: bool = False) -> BatchReply:
     return BatchReply(200, body, "application/octet-stream", drop_after=len(body) // 2 if drop else None)
 
 
-class BatchEndpoints(ABC):
+class BatchEndpoints:
     """One provider's batch endpoints (stateless: jobs and files live in the :class:`BatchBook`)."""
 
     provider: str
     dialect: Dialect
+    routes: ClassVar[list[tuple[str, re.Pattern[str], str]]]  # (method, path pattern, handler's name)
 
     def __init__(self, book: BatchBook, engine: ChatEngine) -> None:
         self.book = book
         self.engine = engine
 
-    @abstractmethod
     def route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]] | None:
         """The handler of ``method path`` and the path's parameters, or None."""
+        for verb, pattern, name in self.routes:
+            match = pattern.match(path) if verb == method else None
+            if match:
+                return getattr(self, name), match.groups()
+        return None
 
     def error(self, status: int, message: str, kind: str | None = None) -> BatchReply:
         return json_reply(status, self.dialect.error_body(status, message, kind))

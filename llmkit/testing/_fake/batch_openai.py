@@ -24,7 +24,7 @@ import re
 import uuid
 from typing import Any
 
-from .batch_http import BatchCall, BatchEndpoints, Handler, json_reply
+from .batch_http import BatchCall, BatchEndpoints, json_reply
 from .batch_jobs import BatchJob, BatchReply, LineResult, error_message
 from .dialect_base import BadRequest
 from .dialect_openai import OpenAIDialect
@@ -56,13 +56,7 @@ def _chat_path(model: str | None) -> str:
 class OpenAIBatchEndpoints(BatchEndpoints):
     provider = "openai"
     dialect = OpenAIDialect()
-
-    def route(self, method: str, path: str) -> tuple[Handler, tuple[str, ...]] | None:
-        for verb, pattern, name in _ROUTES:
-            match = pattern.match(path) if verb == method else None
-            if match:
-                return getattr(self, name), match.groups()
-        return None
+    routes = _ROUTES
 
     # -- files ------------------------------------------------------------------------------
     def upload(self, call: BatchCall) -> BatchReply:
