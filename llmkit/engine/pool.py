@@ -576,14 +576,16 @@ class KeyPool:
     def workers(self) -> int:
         """How many worker threads the pool runs: ``PoolConfig.max_workers``, or what the keys'
         limits allow in flight (``PoolConfig.workers_for``; keys of one limit group count once)."""
-        limiters = {id(slot.limiter): slot.limiter for slot in self.slots}
-        caps = [limiter.max_concurrent for limiter in limiters.values()]
+        caps = [limiter.max_concurrent for limiter in self._limiters()]
         return self.config.workers_for(len(self.slots), caps)
 
     def in_flight(self) -> int:
         """Attempts holding a key right now."""
-        limiters = {id(slot.limiter): slot.limiter for slot in self.slots}
-        return sum(limiter.in_flight for limiter in limiters.values())
+        return sum(limiter.in_flight for limiter in self._limiters())
+
+    def _limiters(self) -> list[KeyLimiter]:
+        """Each limit once: keys of one ``RateLimit(group=...)`` share a limiter."""
+        return list({id(slot.limiter): slot.limiter for slot in self.slots}.values())
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Refuse new work and release keys, threads and connections. Idempotent.
