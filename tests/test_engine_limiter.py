@@ -9,7 +9,7 @@ import pytest
 
 from llmkit.config import RateLimit
 from llmkit.engine.bucket import Bucket
-from llmkit.engine.lanes import ServerView
+from llmkit.engine.lanes import Lane, ServerView
 from llmkit.engine.limiter import BURST_STEP, MAX_BURST, PACE_CUT, Cost, KeyLimiter
 from llmkit.errors import RateLimitError
 from llmkit.providers.base import ServerLimitState
@@ -228,6 +228,23 @@ def test_a_reply_about_a_window_that_is_over_changes_nothing():
     before = (view.remaining, view.until)
     view.observe(0, 0.01, 20.0, T0 + 0.48, T0 + 0.61, admitted=1)  # late news of the old one
     assert (view.remaining, view.until) == before
+
+
+
+def test_a_burst_into_short_windows_is_charged_to_the_pace_too():
+    """Short windows let the view alone pace the calls; when the view stops taking the server for
+    windows, the pace must already hold what the window's burst sent (a full pace let a second
+    burst go into the same second: 10-20% of calls drew a 429 with 64 threads on four keys)."""
+    lane = Lane("requests", 1200.0, configured=True)
+    lane.pace(20.0, 1.0, T0)
+    lane.view.observe(19, 0.9, 20.0, sent(lane.view, T0), T0 + 0.05, admitted=1)
+    lane.view.observe(18, 0.85, 20.0, sent(lane.view, T0 + 0.05), T0 + 0.10, admitted=1)
+    assert lane.view.short_windows
+    for _ in range(18):
+        assert lane.wait(1, T0 + 0.2) == 0.0
+        lane.take(1, T0 + 0.2)
+    lane.view.windowed = False  # a reply later reads as a bucket
+    assert lane.wait(1, T0 + 0.2) > 0.5  # the pace is 18 in debt at 20/s
 
 
 # -- clamping and what can never fit --------------------------------------------------------------
