@@ -530,3 +530,29 @@ def test_a_slow_shared_store_never_holds_the_pools_lock():
         thread.join(5)
         assert not errors and results[0].content == "ok"
     pool.close()
+
+
+def test_a_reply_is_measured_from_when_its_request_left_not_from_its_grant():
+    """A thread granted a key may be scheduled late (many threads, one core): what the reply's
+    headers say is reckoned from the send, or a window's end looks that much early."""
+    clock, _, pool, loop, _, _ = make(keys=KEYS[:1])
+    grant = pool.acquire
+
+    def granted_then_scheduled_late(*args, **kwargs):
+        lease = grant(*args, **kwargs)
+        clock.advance(0.04)
+        return lease
+
+    seen: list[float] = []
+    release = pool.release_success
+
+    def seen_at_release(lease, *args, **kwargs):
+        seen.append(lease.reservation.sent_at)
+        return release(lease, *args, **kwargs)
+
+    pool.acquire = granted_then_scheduled_late  # type: ignore[method-assign]
+    pool.release_success = seen_at_release  # type: ignore[method-assign]
+    start = clock.now()
+    loop.execute(req())
+    assert seen == [pytest.approx(start + 0.04)]
+

@@ -73,6 +73,7 @@ class AsyncRetry:
             lease = await self._acquire_async(call, cost)
             call.tries += 1
             started = clock.now()
+            lease.sending(started)
             try:
                 reply = await send(lease, request)
             except LLMError as error:
@@ -147,6 +148,7 @@ class AsyncRetry:
         usage = counted = None
         opened = False
         yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
+        lease.sending(self.pool.clock.now())
         async for delta in self.pool.provider.acall_stream(lease.slot, request, lease.deadline):
             if not opened or delta.limits is not None:  # the reply's headers: heard now, not at the end
                 await self._release(self.pool.headers_in, lease, delta.limits)

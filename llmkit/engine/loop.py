@@ -100,6 +100,7 @@ class RetryLoop(AsyncRetry):
             lease = self._acquire(call, cost, cancel)
             call.tries += 1
             started = clock.now()
+            lease.sending(started)
             try:
                 reply = send(lease, request)
             except LLMError as error:
@@ -262,6 +263,7 @@ class RetryLoop(AsyncRetry):
         counted = None
         opened = False
         yield StreamDelta(key_id=lease.slot.key_id, attempts=state.attempts)
+        lease.sending(self.pool.clock.now())
         for delta in self.pool.provider.call_stream(lease.slot, request, lease.deadline):
             if not opened or delta.limits is not None:  # the reply's headers: heard now, not at the end
                 self.pool.headers_in(lease, delta.limits)

@@ -96,6 +96,12 @@ class Lease:
     reservation: Reservation
     deadline: float | None = None  # time.monotonic() by which the whole call must end (max_time)
 
+    def sending(self, now: float) -> None:
+        """The request leaves now (pool clock): what its reply's headers say is measured from
+        here, not from the grant (with many threads waiting, a granted call may be scheduled
+        tens of milliseconds later, and a window's end then looked that much early)."""
+        self.reservation.sent_at = now
+
     @property
     def client(self) -> Any:
         return self.slot.client
