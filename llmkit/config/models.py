@@ -445,8 +445,8 @@ class PoolConfig(ConfigModel, init=False):
         or per limit group when keys share one; None: no cap); without it, ``key_count``
         keys without a cap. A cap counts as itself, no cap as :data:`UNCAPPED_KEY_WORKERS`;
         the sum is kept within :data:`MIN_WORKERS` and :data:`MAX_WORKERS`. An uncapped key
-        counts for 4, not more: with 32 or more calls in flight on four keys, the demo's
-        per-second windows drew 10-40% 429s (no call lost), where 16 drew none. A key's
+        counts for 4, not more: with 64 or 256 threads on four keys, a batch like the demo's
+        (per-second windows) drew up to 20% 429s (no call lost), where 16 threads drew none. A key's
         ``max_concurrent`` (or ``max_workers``) raises it where the provider takes more.
         """
         if self.max_workers is not None:
