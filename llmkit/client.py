@@ -13,10 +13,11 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from llmkit.engine.finished import Finished
 from llmkit.engine.loop import RetryLoop
 from llmkit.engine.pool import KeyPool
 from llmkit.fallback import Fallbacks
@@ -242,19 +243,27 @@ class LLMClient:
         The first error raises, and the calls not finished yet stop: those
         not sent are never sent, those waiting for a key or a retry stop
         waiting (calls already on the wire finish; their usage is counted).
+        A Ctrl-C stops them the same way.
         """
         prompts = list(prompts)
         cancel = threading.Event()
         futures = [self.submit(p, _cancel=cancel, **dict(kwargs)) for p in prompts]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next((f for f in futures if f in finished and f.exception() is not None), None)
-        if failed is not None:
-            cancel.set()
-            self._pool.interrupt()
-            for future in futures:
-                future.cancel()
-            raise failed.exception()  # type: ignore[misc]
+        finished = Finished(futures)
+        try:
+            while finished.pending:
+                future = finished.next()
+                if future is not None and not future.cancelled() and future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+        except BaseException:
+            self._stop(futures, cancel)
+            raise
         return [f.result() for f in futures]
+
+    def _stop(self, futures: list[Future[Response]], cancel: threading.Event) -> None:
+        cancel.set()
+        self._pool.interrupt()
+        for future in futures:
+            future.cancel()
 
     def batch(
         self,

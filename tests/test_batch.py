@@ -172,7 +172,15 @@ def test_errors_are_recorded_per_item(server: FakeLLMServer, client: LLMClient) 
 def test_on_error_raise_stops_after_in_flight_items(
     server: FakeLLMServer, client: LLMClient, tmp_path: Path
 ) -> None:
-    server.reply = fail_item(3)
+    failing = fail_item(3)
+
+    def reply(info: RequestInfo) -> str | Fault:
+        answer = failing(info)
+        if not isinstance(answer, Fault):
+            time.sleep(0.1)  # the error comes back first: the bound below is not a race
+        return answer
+
+    server.reply = reply
     path = tmp_path / "run.jsonl"
     with pytest.raises(InvalidRequestError, match="bad item"):
         client.batch(prompts(40), on_error="raise", concurrency=2, checkpoint=path, progress=False)

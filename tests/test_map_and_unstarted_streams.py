@@ -4,6 +4,7 @@ stream that is never started holds no budget."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 
 import pytest
@@ -44,6 +45,22 @@ def test_map_stops_the_calls_not_sent_yet_after_the_first_error(server):
         # (each of the 4 worker threads may be granted it once while the caller's thread is busy)
         assert len(server.requests) <= 4
         assert client.status()["in_use_clients"] == 0
+        assert client.complete("the client still works").content
+
+
+def test_ctrl_c_stops_a_map_and_leaves_the_workers_free(server):
+    server.latency = 0.05
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    with make(server, rate_limit=RateLimit(max_concurrent=1)) as client:
+        timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.map([f"p{i}" for i in range(40)])
+        timer.join()
+        sent = len(server.requests)
+        threading.Event().wait(0.3)  # would the others still go out?
+        assert len(server.requests) <= sent + 1 < 20  # the one on the wire may still finish
         assert client.complete("the client still works").content
 
 

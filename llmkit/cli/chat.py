@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from llmkit.cli._common import (
@@ -37,6 +37,7 @@ from llmkit.cli._common import (
     plural,
     status_table,
 )
+from llmkit.engine.finished import Finished
 
 if TYPE_CHECKING:
     from llmkit.client import LLMClient
@@ -61,8 +62,9 @@ def add_parser(sub: Any) -> None:
         help="talk to a FakeLLMServer started for the session (no key, no network)",
     )
     p.add_argument("--keys", type=number(int, 1), default=2, help="fake keys with --fake (default 2)")
-    p.add_argument("--rpm", type=number(int, 1), default=600,
-                   help="requests/min per fake key with --fake (default 600)")
+    p.add_argument(
+        "--rpm", type=number(int, 1), default=600, help="requests/min per fake key with --fake (default 600)"
+    )
     p.set_defaults(handler=main)
 
 
@@ -163,11 +165,13 @@ def stress(client: LLMClient, count: int, every: float = 2.0) -> str:
             future = client.submit(f"Stress test message {i + 1} of {count}: reply briefly.")
             future.add_done_callback(functools.partial(run.finished, time.monotonic()))
             futures.append(future)
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=every)
-            if pending:
+        finished = Finished(futures)
+        deadline = time.monotonic() + every
+        while finished.pending:
+            finished.next(timeout=max(0.0, deadline - time.monotonic()))
+            if finished.pending and time.monotonic() >= deadline:
                 print(run.progress(), flush=True)
+                deadline = time.monotonic() + every
     except KeyboardInterrupt:
         cancelled = sum(1 for f in futures if f.cancel())
         text = run.summary(interrupted=True)
