@@ -179,15 +179,20 @@ def test_a_reset_out_of_bounds_is_replaced_by_a_short_default():
 
 
 def test_a_window_is_told_from_a_bucket_by_its_reset_instant():
-    window, bucket = ServerView(), ServerView()
+    window, bucket, unsure = ServerView(), ServerView(), ServerView()
     # a per-second window: every reply of the second names the same reset instant
-    window.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
-    window.observe(18, 0.85, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)
+    window.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.12, admitted=1)
+    window.observe(18, 0.85, 20.0, T0 + 0.15, T0 + 0.17, admitted=1)
     assert window.windowed
     # a bucket: its "full" instant moves on with every request it takes
-    bucket.observe(19, 0.05, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
-    bucket.observe(19, 0.05, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)
+    bucket.windowed = True  # even after it was taken for windows
+    bucket.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.12, admitted=1)
+    bucket.observe(19, 0.9, 20.0, T0 + 0.15, T0 + 0.17, admitted=1)
     assert not bucket.windowed
+    # trips as long as one request moves a bucket: either could say this; the view stays as it was
+    unsure.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
+    unsure.observe(18, 0.85, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)
+    assert not unsure.windowed
 
 
 def sent(view: ServerView, at: float, amount: float = 1) -> float:
@@ -197,8 +202,8 @@ def sent(view: ServerView, at: float, amount: float = 1) -> float:
 
 def test_a_window_holds_what_remains_until_it_ends_then_opens_full():
     view = ServerView()
-    view.observe(3, 0.9, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
-    view.observe(2, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    view.observe(3, 0.9, 20.0, sent(view, T0), T0 + 0.02, admitted=1)
+    view.observe(2, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.07, admitted=1)
     assert view.windowed and view.remaining == 2
     view.spend(1, T0 + 0.2)
     view.spend(1, T0 + 0.2)
@@ -207,10 +212,30 @@ def test_a_window_holds_what_remains_until_it_ends_then_opens_full():
     assert view.remaining == view.capacity == 4
 
 
+def test_a_windows_end_is_never_placed_before_the_servers():
+    """A request may wait long before it reaches the server (a busy thread, a queue) and its
+    reply come back at once: the window then ends a whole trip after ``sent + reset``. The
+    view places the end at the latest the replies allow (seen: a view that rolled 25 ms early
+    sent its next window's 20 requests into the old one, all refused)."""
+    view = ServerView()
+    end = T0 + 1.0  # the server's window ends here
+    for sent_at, counted_at, received_at, remaining in (
+        (T0, T0 + 0.040, T0 + 0.045, 19),  # 40 ms to reach the server, 5 back
+        (T0 + 0.05, T0 + 0.090, T0 + 0.095, 18),
+    ):
+        view.observe(remaining, end - counted_at, 20.0, sent(view, sent_at), received_at, admitted=1)
+    assert view.windowed and view.until >= end
+    view.remaining = 0  # the window is used up
+    assert view.wait(1, end - 0.005) > 0
+    # a reply with a short trip narrows it down: the end is known within that trip
+    view.observe(0, end - (T0 + 0.101), 20.0, T0 + 0.100, T0 + 0.102, admitted=1)
+    assert end <= view.until <= end + 0.003
+
+
 def test_a_reply_that_missed_a_request_sent_just_before_it_does_not_raise_the_count():
     view = ServerView()
-    view.observe(10, 0.9, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
-    view.observe(9, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    view.observe(10, 0.9, 20.0, sent(view, T0), T0 + 0.02, admitted=1)
+    view.observe(9, 0.85, 20.0, sent(view, T0 + 0.05), T0 + 0.07, admitted=1)
     first = sent(view, T0 + 0.105)
     for _ in range(8):
         sent(view, T0 + 0.11)
@@ -222,13 +247,12 @@ def test_a_reply_that_missed_a_request_sent_just_before_it_does_not_raise_the_co
 
 def test_a_reply_about_a_window_that_is_over_changes_nothing():
     view = ServerView()
-    view.observe(10, 0.5, 20.0, sent(view, T0), T0 + 0.05, admitted=1)
-    view.observe(9, 0.45, 20.0, sent(view, T0 + 0.05), T0 + 0.10, admitted=1)
+    view.observe(10, 0.5, 20.0, sent(view, T0), T0 + 0.02, admitted=1)
+    view.observe(9, 0.45, 20.0, sent(view, T0 + 0.05), T0 + 0.07, admitted=1)
     view.spend(1, T0 + 0.6)  # the next window
     before = (view.remaining, view.until)
     view.observe(0, 0.01, 20.0, T0 + 0.48, T0 + 0.61, admitted=1)  # late news of the old one
     assert (view.remaining, view.until) == before
-
 
 
 def test_a_burst_into_short_windows_is_charged_to_the_pace_too():
@@ -237,8 +261,8 @@ def test_a_burst_into_short_windows_is_charged_to_the_pace_too():
     burst go into the same second: 10-20% of calls drew a 429 with 64 threads on four keys)."""
     lane = Lane("requests", 1200.0, configured=True)
     lane.pace(20.0, 1.0, T0)
-    lane.view.observe(19, 0.9, 20.0, sent(lane.view, T0), T0 + 0.05, admitted=1)
-    lane.view.observe(18, 0.85, 20.0, sent(lane.view, T0 + 0.05), T0 + 0.10, admitted=1)
+    lane.view.observe(19, 0.9, 20.0, sent(lane.view, T0), T0 + 0.02, admitted=1)
+    lane.view.observe(18, 0.85, 20.0, sent(lane.view, T0 + 0.05), T0 + 0.07, admitted=1)
     assert lane.view.short_windows
     for _ in range(18):
         assert lane.wait(1, T0 + 0.2) == 0.0

@@ -24,6 +24,7 @@ LANE_NAMES = (REQUESTS, INPUT, OUTPUT, TOKENS)
 
 # How long sends are remembered, to subtract those a server's count cannot include yet.
 _SEND_MEMORY = 30.0
+_RESET_ROUNDING = 0.001  # resets come rounded to the millisecond
 
 
 class ServerView:
@@ -36,8 +37,8 @@ class ServerView:
 
     * **windows** (a per-second or per-minute server): consecutive replies
       name the same reset instant while ``remaining`` falls. Nothing more
-      than ``remaining`` may go before that instant (kept late: measured from
-      the request's send plus a margin for the way there); then a new window
+      than ``remaining`` may go before that instant (kept late: the latest
+      end the replies of the window allow, see ``_observe_window``); then a new window
       opens with the most the server was seen to hold, for one period (the
       longest reset seen, rounded up to a second or a minute), and so on
       until the next reply says better;
@@ -47,8 +48,8 @@ class ServerView:
       pace absorbs; the view is there to see capacity taken by others).
     """
 
-    __slots__ = ("at", "capacity", "instant", "margin", "period", "rate", "remaining", "sends", "until",
-                 "windowed")  # fmt: skip
+    __slots__ = ("at", "capacity", "earliest", "instant", "period", "rate", "remaining", "sends", "spread",
+                 "until", "windowed")  # fmt: skip
 
     def __init__(self) -> None:
         self.remaining: float | None = None
@@ -56,10 +57,11 @@ class ServerView:
         self.rate = 0.0  # its refill per second, when it is a bucket
         self.until = 0.0  # when its window ends (a windowed server), or when it is full
         self.instant: float | None = None  # the reset instant the last reply named
+        self.spread = 0.0  # ... to within this, either way
         self.windowed = False
         self.capacity = 0.0  # the most the server was seen to hold at once
         self.period = 0.0  # a window's length, once windowed
-        self.margin = 0.0
+        self.earliest: float | None = None  # the earliest its window can end (``until``: the latest)
         self.sends: deque[tuple[float, float]] = deque()
 
     @property
@@ -92,6 +94,8 @@ class ServerView:
             return
         windows = 1 + int((now - self.until) // self.period)
         self.until += windows * self.period
+        if self.earliest is not None:
+            self.earliest += windows * self.period
         self.remaining = self.capacity
 
     def spend(self, amount: float, now: float) -> None:
@@ -114,62 +118,77 @@ class ServerView:
         ``rate``: the limit per second."""
         trip = max(0.0, received_at - sent_at)
         counted_at = sent_at + trip / 2
-        instant = counted_at + reset
-        self._classify(instant, counted_at, max(0.002, trip / 4), admitted / rate if rate > 0 else 0.0)
+        self._classify(counted_at + reset, trip / 2 + _RESET_ROUNDING, received_at,
+                       admitted / rate if rate > 0 else 0.0)  # fmt: skip
         self.capacity = max(self.capacity, remaining + admitted)
         self.period = max(self.period, _window_period(reset))
-        margin = max(0.004, trip / 2)  # the request may have taken up to that to arrive
-        if self.windowed and sent_at + reset + margin <= received_at:
-            return  # it speaks of a window that is over: the current one is counted already
         # Sends made after it may not be counted in ``remaining`` yet. (Ones sent just before it
         # may not be either, if they overtook each other on the way: the view's own count,
-        # kept when it is lower, covers those; see _lower_already.)
-        later = sum(amount for at, amount in self.sends if at > sent_at)
-        fresh = remaining - later
+        # kept when it is lower, covers those.)
+        fresh = remaining - sum(amount for at, amount in self.sends if at > sent_at)
+        if self.windowed:
+            self._observe_window(fresh, sent_at + reset, received_at + reset + _RESET_ROUNDING, received_at)
+            return
         # A bucket refills from when the request was sent at the earliest: at most one trip's
-        # refill too early, which the pace absorbs. A window's end is kept late, never early.
-        until = sent_at + reset + (margin if self.windowed else 0.0)
-        if self._lower_already(fresh, sent_at, until, received_at, margin):
+        # refill too early, which the pace absorbs.
+        self.earliest = None
+        if self._lower_bucket(fresh, sent_at, received_at):
             return  # sends that overtook each other on the way: what we counted ourselves is less
-        self.remaining, self.rate, self.instant, self.at = fresh, rate, instant, sent_at
-        self.margin, self.until = margin, until
+        self.remaining, self.rate, self.at, self.until = fresh, rate, sent_at, sent_at + reset
 
-    def _lower_already(self, fresh: float, sent_at: float, until: float, now: float, margin: float) -> bool:
-        """Whether the view already holds less than this reply says, for the same window or bucket.
+    def _observe_window(self, fresh: float, earliest: float, latest: float, now: float) -> None:
+        """A window's end lies between ``earliest`` (had the server counted the request the moment
+        it left) and ``latest`` (had it counted it the moment before its reply came back): replies
+        about the same window narrow it down, and the view keeps the latest end still possible,
+        so that it never opens the next window before the server does."""
+        if self.earliest is not None and self.remaining is not None:
+            self._roll(now)
+            if latest < self.earliest - self.period / 2:
+                return  # it speaks of a window that is over: the current one is counted already
+            if earliest <= self.until + 0.002:  # the same window: both bounds hold
+                self.earliest = max(self.earliest, earliest)
+                self.until = max(min(self.until, latest), self.earliest)
+                self.remaining = min(self.remaining, fresh)
+                return
+        self.remaining, self.earliest, self.until = fresh, earliest, latest
+
+    def _lower_bucket(self, fresh: float, sent_at: float, now: float) -> bool:
+        """Whether the view already holds less than this reply says, for the same bucket.
 
         Requests may reach the server in another order than they were sent, so a
         reply can miss a request sent just before it: the view keeps the lower count.
         """
-        if self.remaining is None:
-            return False
-        if self.windowed:
-            self._roll(now)
-            same = abs(until - self.until) <= 2 * margin + 0.002
-            if same:
-                self.until = max(self.until, until)  # the window's end: the latest estimate
-            return same and self.remaining <= fresh
-        if now >= self.until:
+        if self.remaining is None or now >= self.until:
             return False
         mine = self.remaining + self.rate * (now - self.at)
         theirs = fresh + self.rate * (now - sent_at)
         return mine <= theirs
 
-    def _classify(self, instant: float, counted_at: float, tolerance: float, moves: float) -> None:
+    def _classify(self, instant: float, spread: float, received_at: float, moves: float) -> None:
         """Windows name one reset instant until it passes; a bucket's "full" instant moves on
         by ``moves`` (the admitted amount over the rate) with every request it takes.
 
-        Only a request large enough to move a bucket's instant visibly tells the two apart.
+        A reply names its instant within ``spread`` either way (the server counted the request
+        somewhere between its send and its reply). Only what the two replies' ranges rule out
+        decides: a bucket that cannot have moved by ``moves`` is a window; an instant surely
+        later than the last, named before the last had surely come or less than half a window
+        after it, is a bucket. Otherwise
+        the view stays as it was (trips that vary under load made it flip back and forth).
         """
-        previous = self.instant
-        if previous is None or moves <= 2 * tolerance:
+        previous, previous_spread = self.instant, self.spread
+        self.instant, self.spread = instant, spread
+        if previous is None or moves <= 0:
             return
-        if abs(instant - previous) <= tolerance:
+        if instant + spread < previous - previous_spread + moves:
             self.windowed = True
-        elif counted_at < previous - tolerance:
-            self.windowed = False  # a new "full" instant before the old one came: it refills as it goes
+        elif instant - spread > previous + previous_spread and (
+            received_at < previous - previous_spread  # named before the last had come
+            or instant + spread < previous - previous_spread + self.period / 2  # not the next window
+        ):
+            self.windowed = False
 
     def forget(self) -> None:
-        self.remaining, self.until, self.instant = None, 0.0, None
+        self.remaining, self.until, self.instant, self.earliest = None, 0.0, None, None
 
 
 def _window_period(reset: float) -> float:
