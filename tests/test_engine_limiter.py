@@ -232,6 +232,28 @@ def test_a_windows_end_is_never_placed_before_the_servers():
     assert end <= view.until <= end + 0.003
 
 
+def test_sends_granted_just_before_a_windows_end_are_held_by_the_next_until_answered():
+    """With many threads, a request granted 40 ms before a window's end may reach the server
+    80 ms later, in the next window: seen, the next window's full burst then drew 2-6 refusals.
+    The next window holds the sends not answered at its start, and gives each back when its
+    reply says it was counted in the window before."""
+    view = ServerView()
+    view.observe(19, 0.9, 20.0, T0, T0 + 0.02, admitted=1, granted_at=sent(view, T0))
+    view.observe(18, 0.85, 20.0, T0 + 0.05, T0 + 0.07, admitted=1, granted_at=sent(view, T0 + 0.05))
+    assert view.windowed
+    late = T0 + 0.87  # a burst of 10, 50 ms before the window's end
+    for _ in range(10):
+        sent(view, late)
+    end = view.until
+    assert view.wait(1, end) == 0.0 and view.remaining == 20 - 10  # the new window holds them
+    for _ in range(7):  # seven were counted in the old window: each reply gives its send back
+        view.observe(8, end - late - 0.02, 20.0, late, end + 0.01, admitted=1, granted_at=late)
+    assert view.remaining == 20 - 3 and view.owed == 3
+    # one reached the server in the new window: its charge stands
+    view.observe(19, 1.0, 20.0, late, end + 0.02, admitted=1, granted_at=late)
+    assert view.owed == 2 and view.remaining <= 17
+
+
 def test_a_reply_that_missed_a_request_sent_just_before_it_does_not_raise_the_count():
     view = ServerView()
     view.observe(10, 0.9, 20.0, sent(view, T0), T0 + 0.02, admitted=1)

@@ -17,7 +17,7 @@ from collections import deque
 
 from llmkit.engine.bucket import Bucket
 
-__all__ = ["INPUT", "LANE_NAMES", "OUTPUT", "REQUESTS", "TOKENS", "Lane", "ServerView"]
+__all__ = ["INPUT", "LANE_NAMES", "OUTPUT", "REQUESTS", "TOKENS", "Lane", "ServerView", "Unanswered"]
 
 REQUESTS, INPUT, OUTPUT, TOKENS = "requests", "input_tokens", "output_tokens", "tokens"
 LANE_NAMES = (REQUESTS, INPUT, OUTPUT, TOKENS)
@@ -25,6 +25,9 @@ LANE_NAMES = (REQUESTS, INPUT, OUTPUT, TOKENS)
 # How long sends are remembered, to subtract those a server's count cannot include yet.
 _SEND_MEMORY = 30.0
 _RESET_ROUNDING = 0.001  # resets come rounded to the millisecond
+_MIN_LAG = 0.1  # the least time from a grant to the server assumed (before replies tell)
+_MAX_LAG = 0.5  # the most (a slow reply says nothing of the way there)
+_LAG_DECAY = 0.98  # how fast a long grant-to-send delay seen once is forgotten, per reply
 
 
 class ServerView:
@@ -48,8 +51,8 @@ class ServerView:
       pace absorbs; the view is there to see capacity taken by others).
     """
 
-    __slots__ = ("at", "capacity", "earliest", "instant", "period", "rate", "remaining", "sends", "spread",
-                 "until", "windowed")  # fmt: skip
+    __slots__ = ("at", "capacity", "crossing", "earliest", "instant", "lag", "owed", "period", "rate",
+                 "remaining", "sends", "spread", "unanswered", "until", "windowed")  # fmt: skip
 
     def __init__(self) -> None:
         self.remaining: float | None = None
@@ -62,6 +65,10 @@ class ServerView:
         self.capacity = 0.0  # the most the server was seen to hold at once
         self.period = 0.0  # a window's length, once windowed
         self.earliest: float | None = None  # the earliest its window can end (``until``: the latest)
+        self.lag = _MIN_LAG  # how long after its grant a request may reach the server (recent, at most)
+        self.unanswered = Unanswered()
+        self.crossing = (0.0, 0.0)  # when the sends that may cross the last window's end were granted
+        self.owed = 0.0  # what of those the current window holds too, until their replies say
         self.sends: deque[tuple[float, float]] = deque()
 
     @property
@@ -92,17 +99,23 @@ class ServerView:
         """Past the window's end: the next window, full, as the server showed it."""
         if now < self.until or self.period <= 0:
             return
-        windows = 1 + int((now - self.until) // self.period)
+        ended, earliest = self.until, self.earliest
+        windows = 1 + int((now - ended) // self.period)
         self.until += windows * self.period
-        if self.earliest is not None:
-            self.earliest += windows * self.period
-        self.remaining = self.capacity
+        if earliest is not None:
+            self.earliest = earliest + windows * self.period
+        # Sends granted just before the end may reach the server after it: the new window holds
+        # those not answered yet too, until their replies say in which window they were counted.
+        self.crossing = ((ended if earliest is None else earliest) - self.lag, ended)
+        self.owed = self.unanswered.between(*self.crossing) if windows == 1 else 0.0
+        self.remaining = self.capacity - self.owed
 
     def spend(self, amount: float, now: float) -> None:
         sends = self.sends
         sends.append((now, amount))
         while sends and sends[0][0] < now - _SEND_MEMORY:
             sends.popleft()
+        self.unanswered.add(now, amount, forget_before=now - _SEND_MEMORY)
         if self.remaining is None:
             return
         if self.windowed:
@@ -112,11 +125,18 @@ class ServerView:
             self.remaining -= amount
 
     def observe(self, remaining: float, reset: float, rate: float, sent_at: float, received_at: float,
-                admitted: float = 0.0) -> None:  # fmt: skip
+                admitted: float = 0.0, granted_at: float | None = None) -> None:  # fmt: skip
         """The server had ``remaining`` left, ``reset`` s from full, when it admitted (``admitted``
-        of this lane) or refused a request sent at ``sent_at`` and answered at ``received_at``;
-        ``rate``: the limit per second."""
+        of this lane) or refused a request granted at ``granted_at``, sent at ``sent_at`` and
+        answered at ``received_at``; ``rate``: the limit per second."""
         trip = max(0.0, received_at - sent_at)
+        charged = 0.0
+        if granted_at is not None:
+            charged = self.unanswered.answered(granted_at)
+            # From its grant to its reply: an upper bound of the time to the server (which may
+            # include tens of ms before the request is written, with many threads), kept short
+            # where the reply takes seconds to write.
+            self.lag = max(_MIN_LAG, self.lag * _LAG_DECAY, min(received_at - granted_at, _MAX_LAG))
         counted_at = sent_at + trip / 2
         self._classify(counted_at + reset, trip / 2 + _RESET_ROUNDING, received_at,
                        admitted / rate if rate > 0 else 0.0)  # fmt: skip
@@ -127,7 +147,9 @@ class ServerView:
         # kept when it is lower, covers those.)
         fresh = remaining - sum(amount for at, amount in self.sends if at > sent_at)
         if self.windowed:
-            self._observe_window(fresh, sent_at + reset, received_at + reset + _RESET_ROUNDING, received_at)
+            crossed = charged if granted_at is not None and self._crossing(granted_at) else 0.0
+            self._observe_window(fresh, sent_at + reset, received_at + reset + _RESET_ROUNDING, received_at,
+                                 crossed)  # fmt: skip
             return
         # A bucket refills from when the request was sent at the earliest: at most one trip's
         # refill too early, which the pace absorbs.
@@ -136,15 +158,29 @@ class ServerView:
             return  # sends that overtook each other on the way: what we counted ourselves is less
         self.remaining, self.rate, self.at, self.until = fresh, rate, sent_at, sent_at + reset
 
-    def _observe_window(self, fresh: float, earliest: float, latest: float, now: float) -> None:
+    def _crossing(self, granted_at: float) -> bool:
+        start, end = self.crossing
+        return start < granted_at < end
+
+    def _observe_window(
+        self, fresh: float, earliest: float, latest: float, now: float, crossed: float
+    ) -> None:
         """A window's end lies between ``earliest`` (had the server counted the request the moment
         it left) and ``latest`` (had it counted it the moment before its reply came back): replies
         about the same window narrow it down, and the view keeps the latest end still possible,
-        so that it never opens the next window before the server does."""
+        so that it never opens the next window before the server does.
+
+        ``crossed``: what this request was charged, if it was one of those the current window
+        holds as well (granted just before the last end, not answered then).
+        """
         if self.earliest is not None and self.remaining is not None:
             self._roll(now)
-            if latest < self.earliest - self.period / 2:
-                return  # it speaks of a window that is over: the current one is counted already
+            settled = min(self.owed, crossed)
+            self.owed -= settled
+            if latest < self.earliest - self.period / 2:  # it speaks of a window that is over
+                if latest > self.earliest - 1.5 * self.period:  # the one before: counted there
+                    self.remaining += settled
+                return
             if earliest <= self.until + 0.002:  # the same window: both bounds hold
                 self.earliest = max(self.earliest, earliest)
                 self.until = max(min(self.until, latest), self.earliest)
@@ -189,6 +225,37 @@ class ServerView:
 
     def forget(self) -> None:
         self.remaining, self.until, self.instant, self.earliest = None, 0.0, None, None
+
+
+class Unanswered:
+    """Sends whose replies have not come back yet, by grant time: what may still be on its way."""
+
+    __slots__ = ("_by_time",)
+
+    def __init__(self) -> None:
+        self._by_time: dict[float, list[float]] = {}  # in grant order (the clock is monotonic)
+
+    def add(self, at: float, amount: float, forget_before: float) -> None:
+        self._by_time.setdefault(at, []).append(amount)
+        by_time = self._by_time
+        while by_time:  # a send never answered (an error without headers) is let go in time
+            first = next(iter(by_time))
+            if first >= forget_before:
+                break
+            del by_time[first]
+
+    def answered(self, at: float) -> float:
+        """One send granted at ``at`` came back: what it was charged (0 if unknown)."""
+        amounts = self._by_time.get(at)
+        if not amounts:
+            return 0.0
+        amount = amounts.pop()
+        if not amounts:
+            del self._by_time[at]
+        return amount
+
+    def between(self, start: float, end: float) -> float:
+        return sum(sum(amounts) for at, amounts in self._by_time.items() if start < at < end)
 
 
 def _window_period(reset: float) -> float:

@@ -88,11 +88,13 @@ class Cost:
 
 @dataclass(slots=True)
 class Reservation:
-    """Capacity taken for one call (``sent_at``: when), to be reconciled when it ends."""
+    """Capacity taken for one call, to be reconciled when it ends (``granted_at``: when it was
+    taken; ``sent_at``: when the request left, the same until the sender says so)."""
 
     cost: Cost
     sent_at: float
     finished: bool = False
+    granted_at: float | None = None
 
 
 class KeyLimiter:
@@ -177,7 +179,7 @@ class KeyLimiter:
         for lane in self.lanes.values():
             lane.take(cost.amount(lane.name), now)
         self.in_flight += 1
-        return Reservation(cost, now)
+        return Reservation(cost, now, granted_at=now)
 
     def extend(self, reservation: Reservation, cost: Cost, now: float) -> None:
         """Take ``cost`` more for a call already in flight (a re-ask on the same key)."""
@@ -227,9 +229,10 @@ class KeyLimiter:
     # -- what the server says -------------------------------------------------------------
 
     def observe(self, state: ServerLimitState | None, sent_at: float, now: float,
-                admitted: Cost | None = None) -> None:  # fmt: skip
-        """Learn from a reply's rate-limit headers (``sent_at``: when its request was sent;
-        ``admitted``: what the server took for it, None when it refused it)."""
+                admitted: Cost | None = None, granted_at: float | None = None) -> None:  # fmt: skip
+        """Learn from a reply's rate-limit headers (``sent_at``: when its request was sent, and
+        ``granted_at`` when it was given its key; ``admitted``: what the server took for it, None
+        when it refused it)."""
         self.heard = True
         if state is None:
             return
@@ -251,7 +254,8 @@ class KeyLimiter:
             elif state.resets_from_reply:  # a timestamp, read when the reply came: as of the count
                 reset += max(0.0, now - sent_at) / 2
             took = admitted.amount(name) if admitted is not None else 0.0
-            lane.view.observe(float(remaining), reset, (lane.limit or 0.0) / 60.0, sent_at, now, took)
+            lane.view.observe(float(remaining), reset, (lane.limit or 0.0) / 60.0, sent_at, now, took,
+                              granted_at)  # fmt: skip
             if float(remaining) > self.peaks.get(name, -1.0):
                 self.peaks[name] = float(remaining)
                 repace = True

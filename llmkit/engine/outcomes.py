@@ -41,7 +41,9 @@ def apply_failure(lease: Lease, error: LLMError, cooldown: float, now: float) ->
     description = f"{type(error).__name__} ({error.status_code or 'no status'})"
     if isinstance(error, RateLimitError):  # a wait, not a failure: the server counted nothing
         limiter.refund(reservation, now)
-        limiter.observe(getattr(error, "limits", None), reservation.sent_at, now)
+        limiter.observe(
+            getattr(error, "limits", None), reservation.sent_at, now, granted_at=reservation.granted_at
+        )
         limiter.on_rate_limited(now, error)
         health.on_rate_limited(now, cooldown, description)
     elif disables_key(error):

@@ -482,7 +482,9 @@ class KeyPool:
                 now = self.clock.now()
                 slot, reservation = lease.slot, lease.reservation
                 slot.limiter.finish(reservation, input_tokens, output_tokens, now)
-                slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
+                slot.limiter.observe(
+                    limits, reservation.sent_at, now, reservation.cost, reservation.granted_at
+                )
                 slot.limiter.on_success(now)
                 slot.health.on_success()
                 self._heard_lanes(slot.limiter)
@@ -498,7 +500,9 @@ class KeyPool:
             with self._lock:
                 now = self.clock.now()
                 reservation = lease.reservation
-                lease.slot.limiter.observe(limits, reservation.sent_at, now, reservation.cost)
+                lease.slot.limiter.observe(
+                    limits, reservation.sent_at, now, reservation.cost, reservation.granted_at
+                )
                 self._heard_lanes(lease.slot.limiter)
                 self._after_release(now)
         except Exception:
