@@ -401,7 +401,7 @@ def test_whether_calls_reserve_tokens_is_known_without_looking_at_every_key(monk
 
 
 def test_the_workers_are_what_the_keys_allow_in_flight():
-    assert make(keys=KEYS[:1])[2].workers() == 4  # one key, no cap
+    assert make(keys=KEYS[:1])[2].workers() == 64  # one key, no cap
     assert make(rate_limit=RateLimit(max_concurrent=5))[2].workers() == 5 * len(KEYS)
     grouped = RateLimit(max_concurrent=6, group="project-a")  # one limit for every key
     assert make(rate_limit=grouped)[2].workers() == 6

@@ -159,6 +159,20 @@ def drive(call: Callable[[str], object], prompts: list[str], threads: int) -> tu
     return counts["ok"], counts["failed"], time.perf_counter() - started, note
 
 
+def _run_all(call: Callable[[str], object], prompts: list[str], threads: int) -> tuple[int, int, float, str]:
+    """``drive``, or the contender's own way of sending every prompt (``call.run_all``)."""
+    run_all = getattr(call, "run_all", None)
+    if run_all is None:
+        return drive(call, prompts, threads)
+    started = time.perf_counter()
+    result = run_all(prompts)
+    wall = time.perf_counter() - started
+    kinds: dict[str, int] = {}
+    for error in result.errors:
+        kinds[error.type] = kinds.get(error.type, 0) + 1
+    return result.succeeded, result.failed, wall, ", ".join(f"{n} x {name}" for name, n in kinds.items())
+
+
 def _base_url(server: Any, provider: str) -> str:
     return str(server.openai_base_url if provider == "openai" else server.anthropic_base_url)
 
@@ -184,6 +198,18 @@ def learned_contender(server: Any, scenario: Scenario, keys: list[str]) -> Calla
     """llmkit given no limits at all: it learns them from the headers and 429s."""
     client = _llmkit(server, scenario, keys, None)
     return lambda prompt: client.complete(prompt)
+
+
+def batch_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
+    """llmkit's ``client.batch`` of every prompt (dashboard numbers), on the pool's own threads:
+    as wide as the default pool runs (64 a key), not the threads the others are given."""
+    client = _llmkit(server, scenario, keys, rate_limit_for(scenario.limits))
+
+    def call(prompt: str) -> object:
+        return client.complete(prompt)
+
+    call.run_all = lambda prompts: client.batch(prompts, progress=False)  # type: ignore[attr-defined]
+    return call
 
 
 def sdk_contender(server: Any, scenario: Scenario, keys: list[str]) -> Callable[[str], object]:
@@ -235,12 +261,14 @@ def litellm_contender(server: Any, scenario: Scenario, keys: list[str]) -> Calla
 CONTENDERS: dict[str, Callable[[Any, Scenario, list[str]], Callable[[str], object] | None]] = {
     "llmkit": llmkit_contender,
     "llmkit-learned": learned_contender,
+    "llmkit-batch": batch_contender,
     "sdk": sdk_contender,
     "litellm": litellm_contender,
 }
 LABELS = {
     "llmkit": "llmkit (dashboard numbers)",
     "llmkit-learned": "llmkit (no limits given)",
+    "llmkit-batch": "llmkit client.batch (default pool)",
     "sdk": "raw SDK (round robin, 5 retries)",
     "litellm": "LiteLLM Router",
 }
@@ -259,7 +287,7 @@ def measure(scenario: Scenario, name: str, prompts: list[str], threads: int, key
         call("warm up")  # imports and connections; then let every limit fill again
         time.sleep(1.2)
         server.reset()
-        ok, failed, wall, note = drive(call, prompts, threads)
+        ok, failed, wall, note = _run_all(call, prompts, threads)
         stats = server.stats()
     capacity = ideal_seconds(scenario.limits, keys, stats) / wall if wall else 0.0
     received = sum(stats["by_status"].values())
