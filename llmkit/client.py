@@ -25,7 +25,6 @@ from llmkit.middleware import Middleware, build_async_chain, build_chain
 from llmkit.providers import provider_class
 from llmkit.request import Request, build_request
 from llmkit.stream_hooks import observer_for, settled
-from llmkit.streaming import TextStream
 from llmkit.types import MessagesInput, Response
 
 if TYPE_CHECKING:
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from llmkit.costs.budget import StreamBudget
     from llmkit.engine.clock import Clock
     from llmkit.engine.shared import SharedLimits
+    from llmkit.streaming import TextStream
 
 __all__ = ["LLMClient"]
 
@@ -211,6 +211,8 @@ class LLMClient:
         request, budget = self._stream_request(messages, kwargs)
         deltas = self._loop.stream(request, request.cancel)
         deltas = settled(deltas, budget, lambda cost: _set_cost(ref, cost))
+        from llmkit.streaming import TextStream  # here: a plain call never loads the stream types
+
         stream = TextStream(deltas, provider=self.provider, model=request.model,
                             on_end=observer_for(request, self._middleware))  # fmt: skip
         ref = weakref.ref(stream)  # no cycle: an abandoned stream releases its key at once
