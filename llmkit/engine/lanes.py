@@ -145,7 +145,7 @@ class ServerView:
         # Sends made after it may not be counted in ``remaining`` yet. (Ones sent just before it
         # may not be either, if they overtook each other on the way: the view's own count,
         # kept when it is lower, covers those.)
-        fresh = remaining - sum(amount for at, amount in self.sends if at > sent_at)
+        fresh = remaining - self._sent_after(sent_at)
         if self.windowed:
             crossed = charged if granted_at is not None and self._crossing(granted_at) else 0.0
             self._observe_window(fresh, sent_at + reset, received_at + reset + _RESET_ROUNDING, received_at,
@@ -157,6 +157,16 @@ class ServerView:
         if self._lower_bucket(fresh, sent_at, received_at):
             return  # sends that overtook each other on the way: what we counted ourselves is less
         self.remaining, self.rate, self.at, self.until = fresh, rate, sent_at, sent_at + reset
+
+    def _sent_after(self, moment: float) -> float:
+        """What was sent after ``moment``: read from the newest send back, so a reply costs what
+        is in flight, not what the last 30 s sent (sends are kept in time order)."""
+        total = 0.0
+        for at, amount in reversed(self.sends):
+            if at <= moment:
+                break
+            total += amount
+        return total
 
     def _crossing(self, granted_at: float) -> bool:
         start, end = self.crossing
