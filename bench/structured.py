@@ -19,6 +19,7 @@ throughput >= 1.0x raw instructor's.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 from typing import Any
@@ -90,8 +91,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             assert isinstance(call(), City), name
             threaded(call, args.threads * 4, args.threads)
         names = list(calls)
+        rng = random.Random(args.seed)
         for round_no in range(args.rounds):
-            per_call = sequential(calls, args.calls)
+            per_call = sequential(calls, args.calls, rng)
             for name in names[round_no % len(names) :] + names[: round_no % len(names)]:
                 entry = results.setdefault(name, {"per_call": [], "throughput": []})
                 entry["per_call"].append(per_call[name])
@@ -129,6 +131,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300, help="sequential calls per contender per round")
     parser.add_argument("--threaded-calls", type=int, default=1200, help="calls per round on the threads")
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the per-call order")
     args = parser.parse_args()
     return 0 if report(run(args), args) else 1
 
