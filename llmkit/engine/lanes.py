@@ -27,7 +27,7 @@ _SEND_MEMORY = 30.0
 _RESET_ROUNDING = 0.001  # resets come rounded to the millisecond
 _MIN_LAG = 0.1  # the least time from a grant to the server assumed (before replies tell)
 _MAX_LAG = 0.5  # the most (a slow reply says nothing of the way there)
-_LAG_DECAY = 0.98  # how fast a long grant-to-send delay seen once is forgotten, per reply
+_LAG_DECAY = 0.98  # how fast a long grant-to-reply time seen once is forgotten, per reply
 
 
 class ServerView:
