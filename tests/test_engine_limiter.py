@@ -189,6 +189,12 @@ def test_a_window_is_told_from_a_bucket_by_its_reset_instant():
     bucket.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.12, admitted=1)
     bucket.observe(19, 0.9, 20.0, T0 + 0.15, T0 + 0.17, admitted=1)
     assert not bucket.windowed
+    # replies that overtook each other: the request counted first answers last, naming the
+    # earlier instant; a bucket says that too (seen: a 1 s bucket taken for windows, 5 429s)
+    overtaken = ServerView()
+    overtaken.observe(18, 0.10, 20.0, T0 + 0.10, T0 + 0.12, admitted=1)  # counted second
+    overtaken.observe(19, 0.05, 20.0, T0 + 0.10, T0 + 0.13, admitted=1)  # counted first
+    assert not overtaken.windowed
     # trips as long as one request moves a bucket: either could say this; the view stays as it was
     unsure.observe(19, 0.9, 20.0, T0 + 0.10, T0 + 0.15, admitted=1)
     unsure.observe(18, 0.85, 20.0, T0 + 0.15, T0 + 0.20, admitted=1)

@@ -51,8 +51,8 @@ class ServerView:
       pace absorbs; the view is there to see capacity taken by others).
     """
 
-    __slots__ = ("at", "capacity", "crossing", "earliest", "instant", "lag", "owed", "period", "rate",
-                 "remaining", "sends", "spread", "unanswered", "until", "windowed")  # fmt: skip
+    __slots__ = ("at", "capacity", "crossing", "earliest", "heard_at", "instant", "lag", "owed", "period",
+                 "rate", "remaining", "sends", "spread", "unanswered", "until", "windowed")  # fmt: skip
 
     def __init__(self) -> None:
         self.remaining: float | None = None
@@ -61,6 +61,7 @@ class ServerView:
         self.until = 0.0  # when its window ends (a windowed server), or when it is full
         self.instant: float | None = None  # the reset instant the last reply named
         self.spread = 0.0  # ... to within this, either way
+        self.heard_at = 0.0  # ... in a reply that came back then
         self.windowed = False
         self.capacity = 0.0  # the most the server was seen to hold at once
         self.period = 0.0  # a window's length, once windowed
@@ -138,7 +139,7 @@ class ServerView:
             # where the reply takes seconds to write.
             self.lag = max(_MIN_LAG, self.lag * _LAG_DECAY, min(received_at - granted_at, _MAX_LAG))
         counted_at = sent_at + trip / 2
-        self._classify(counted_at + reset, trip / 2 + _RESET_ROUNDING, received_at,
+        self._classify(counted_at + reset, trip / 2 + _RESET_ROUNDING, sent_at, received_at,
                        admitted / rate if rate > 0 else 0.0)  # fmt: skip
         self.capacity = max(self.capacity, remaining + admitted)
         self.period = max(self.period, _window_period(reset))
@@ -210,22 +211,24 @@ class ServerView:
         theirs = fresh + self.rate * (now - sent_at)
         return mine <= theirs
 
-    def _classify(self, instant: float, spread: float, received_at: float, moves: float) -> None:
+    def _classify(self, instant: float, spread: float, sent_at: float, received_at: float,
+                  moves: float) -> None:  # fmt: skip
         """Windows name one reset instant until it passes; a bucket's "full" instant moves on
         by ``moves`` (the admitted amount over the rate) with every request it takes.
 
         A reply names its instant within ``spread`` either way (the server counted the request
         somewhere between its send and its reply). Only what the two replies' ranges rule out
-        decides: a bucket that cannot have moved by ``moves`` is a window; an instant surely
-        later than the last, named before the last had surely come or less than half a window
-        after it, is a bucket. Otherwise
-        the view stays as it was (trips that vary under load made it flip back and forth).
+        decides: a bucket that cannot have moved by ``moves`` since a request counted before
+        this one (its reply was back before this one left) is a window; an instant surely later
+        than the last, named before the last had surely come or less than half a window after
+        it, is a bucket. Otherwise the view stays as it was (trips that vary under load made it
+        flip back and forth; replies that overtook each other made a bucket look like windows).
         """
-        previous, previous_spread = self.instant, self.spread
-        self.instant, self.spread = instant, spread
+        previous, previous_spread, heard_at = self.instant, self.spread, self.heard_at
+        self.instant, self.spread, self.heard_at = instant, spread, received_at
         if previous is None or moves <= 0:
             return
-        if instant + spread < previous - previous_spread + moves:
+        if sent_at >= heard_at and instant + spread < previous - previous_spread + moves:
             self.windowed = True
         elif instant - spread > previous + previous_spread and (
             received_at < previous - previous_spread  # named before the last had come
