@@ -93,8 +93,8 @@ class Reservation:
 
     cost: Cost
     sent_at: float
+    granted_at: float
     finished: bool = False
-    granted_at: float | None = None
 
 
 class KeyLimiter:
@@ -179,7 +179,7 @@ class KeyLimiter:
         for lane in self.lanes.values():
             lane.take(cost.amount(lane.name), now)
         self.in_flight += 1
-        return Reservation(cost, now, granted_at=now)
+        return Reservation(cost, now, now)
 
     def extend(self, reservation: Reservation, cost: Cost, now: float) -> None:
         """Take ``cost`` more for a call already in flight (a re-ask on the same key)."""
