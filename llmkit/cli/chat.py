@@ -155,14 +155,16 @@ class _StressRun:
 def stress(client: LLMClient, count: int, every: float = 2.0) -> str:
     """Send ``count`` requests at once through the pool; a progress line every ``every`` seconds.
 
-    Ctrl-C stops it: requests not sent yet are cancelled, and the summary
-    covers what finished (the chat goes on).
+    Ctrl-C stops it as it stops a ``map``: requests not sent yet are never sent, those waiting
+    for a key stop waiting (else the chat's next message would queue behind up to a pool's
+    worth of them), and the summary covers what finished (the chat goes on).
     """
     run = _StressRun(count)
     futures: list[Future[Any]] = []
+    cancel = threading.Event()
     try:
         for i in range(count):
-            future = client.submit(f"Stress test message {i + 1} of {count}: reply briefly.")
+            future = client.submit(f"Stress test message {i + 1} of {count}: reply briefly.", _cancel=cancel)
             future.add_done_callback(functools.partial(run.finished, time.monotonic()))
             futures.append(future)
         finished = Finished(futures)
@@ -173,9 +175,11 @@ def stress(client: LLMClient, count: int, every: float = 2.0) -> str:
                 print(run.progress(), flush=True)
                 deadline = time.monotonic() + every
     except KeyboardInterrupt:
-        cancelled = sum(1 for f in futures if f.cancel())
+        waiting = sum(1 for f in futures if not f.done())
+        client._stop(futures, cancel)
+        cancelled = sum(1 for f in futures if f.cancelled())
         text = run.summary(interrupted=True)
-        return text + f"; {cancelled} not sent (cancelled), the rest finish in the background"
+        return text + f"; {cancelled} not sent (cancelled), {waiting - cancelled} stopped or finishing"
     return run.summary()
 
 
